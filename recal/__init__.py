@@ -1,0 +1,1 @@
+"""recal: channel recalibration modules for CNNs, on PyTorch Lightning."""
