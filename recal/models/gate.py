@@ -1,0 +1,67 @@
+"""The one protocol every gate module follows.
+
+A gate module computes a gate of shape (N, C) from a feature map — ``gate(x)``,
+or ``gate(x, shortcut)`` for modules that also look at the shortcut (CMPE-SE) —
+and returns ``x * gate * channel_mask``. ``channel_mask`` is a buffer of ones:
+pruning zeroes entries of it, gate statistics observe the gate through
+:meth:`ChannelGate.register_gate_hook`, fusion folds the gate's affine part and
+domain-specific recalibration swaps whole gate modules. Nothing downstream needs
+to know which module it is looking at.
+
+Gather-Excite with a finite extent is the one gate that varies over space; its
+gate is (N, C, H, W) and the same rescaling rule applies.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+GateHook = Callable[["ChannelGate", Tensor], None]
+
+
+class ChannelGate(nn.Module):
+    """Base class of gate modules: rescale ``x`` by ``gate(x) * channel_mask``.
+
+    Subclasses implement :meth:`gate`. Set ``takes_shortcut = True`` when the
+    gate also reads the block's shortcut branch.
+    """
+
+    takes_shortcut: bool = False
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("channel_mask", torch.ones(channels))
+        self._gate_hooks: dict[int, GateHook] = {}
+
+    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
+        """Return the gate, (N, C) or (N, C, H, W), with values in [0, 1]."""
+        raise NotImplementedError
+
+    def register_gate_hook(self, hook: GateHook) -> RemovableHandle:
+        """Call ``hook(module, gate)`` with every gate computed in forward (analysis only)."""
+        handle = RemovableHandle(self._gate_hooks)
+        self._gate_hooks[handle.id] = hook
+        return handle
+
+    def forward(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
+        g = self.gate(x, shortcut) if self.takes_shortcut else self.gate(x)
+        for hook in self._gate_hooks.values():
+            hook(self, g)
+        return rescale(x, g, self.channel_mask)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+def rescale(x: Tensor, gate: Tensor, channel_mask: Tensor) -> Tensor:
+    """``x * gate * channel_mask`` for an (N, C) or (N, C, H, W) gate, in x's dtype."""
+    if gate.dim() == 2:
+        scale = (gate * channel_mask).to(x.dtype)[:, :, None, None]
+    else:
+        scale = (gate * channel_mask[:, None, None]).to(x.dtype)
+    return x * scale

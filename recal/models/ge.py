@@ -1,0 +1,120 @@
+"""GE: Gather-Excite.
+
+Hu, Shen, Albanie, Sun & Vedaldi, "Gather-Excite: Exploiting Feature Context in
+Convolutional Neural Networks", NeurIPS 2018. Official code: hujie-frank/GENet
+(Caffe); the SRM repo's GELayer is the GE-θ, global-extent form.
+
+Variants (``variant``):
+- ``theta_minus`` (GE-θ⁻): parameter-free gather by average pooling over the
+  extent, nearest upsampling back to H×W, sigmoid.
+- ``theta`` (GE-θ, the SRM paper's GE rows): depthwise convolutions gather, then
+  BatchNorm, sigmoid. With the global extent this is ONE depthwise convolution
+  whose kernel is the whole feature map, with bias and no padding (output 1×1).
+- ``theta_plus`` (GE-θ⁺): the GE-θ gather, ReLU, then an MLP C→C/16→C with
+  biases (1×1 convolutions in the official Caffe), sigmoid.
+
+``extent`` is ``"global"`` or e ∈ {2, 4, 8}. A finite extent gathers with log2(e)
+depthwise 3×3 stride-2 convolutions (BN and ReLU between them) or an e×e average
+pool (θ⁻), and the gate is spatial, (N, C, H, W), after nearest upsampling.
+
+The global depthwise kernel needs the feature-map size at construction
+(``spatial_size``; backbones derive it from their ``input_size``); a forward at
+any other size raises a ValueError naming both sizes. Unlike timm 1.0.31's
+GatherExcite we never pad the "global" convolution (timm's gives a 55×55 output
+at 56×56 input).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recal.errors import InvalidOptionError
+from recal.models.gate import ChannelGate
+
+GEVariant = Literal["theta_minus", "theta", "theta_plus"]
+GE_VARIANTS = ("theta_minus", "theta", "theta_plus")
+FINITE_EXTENTS = (2, 4, 8)
+
+
+def _check_options(variant: str, extent: int | str, spatial_size: int | None) -> None:
+    if variant not in GE_VARIANTS:
+        raise InvalidOptionError(f"unknown GE variant {variant!r}; valid choices: {list(GE_VARIANTS)}")
+    if extent != "global" and extent not in FINITE_EXTENTS:
+        raise InvalidOptionError(f"unknown GE extent {extent!r}; valid choices: ['global', 2, 4, 8]")
+    if extent == "global" and variant != "theta_minus" and not spatial_size:
+        raise InvalidOptionError(
+            f"GE variant {variant!r} with global extent needs the feature-map size (spatial_size, "
+            "derived from the backbone's input_size)"
+        )
+
+
+class GatherExcite(ChannelGate):
+    """Gather-Excite gate (GE-θ⁻ / GE-θ / GE-θ⁺) with global or finite extent."""
+
+    def __init__(
+        self,
+        channels: int,
+        variant: GEVariant = "theta",
+        extent: int | Literal["global"] = "global",
+        spatial_size: int | None = None,
+        reduction: int = 16,
+    ) -> None:
+        super().__init__(channels)
+        _check_options(variant, extent, spatial_size)
+        self.variant, self.extent, self.spatial_size = variant, extent, spatial_size
+        if variant != "theta_minus":
+            self.gather = self._conv_gather(channels, extent, spatial_size)
+        if variant == "theta_plus":
+            hidden = max(channels // reduction, 1)
+            self.mlp = nn.Sequential(
+                nn.ReLU(inplace=True),
+                nn.Conv2d(channels, hidden, 1, bias=True),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, channels, 1, bias=True),
+            )
+
+    @staticmethod
+    def _conv_gather(channels: int, extent: int | str, spatial_size: int | None) -> nn.Sequential:
+        if extent == "global":
+            conv = nn.Conv2d(channels, channels, spatial_size, groups=channels, bias=True)
+            return nn.Sequential(conv, nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = []
+        for i in range(int(math.log2(extent))):
+            if i:
+                layers.append(nn.ReLU(inplace=True))
+            layers += [
+                nn.Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels, bias=False),
+                nn.BatchNorm2d(channels),
+            ]
+        return nn.Sequential(*layers)
+
+    def _check_size(self, x: Tensor) -> None:
+        if self.extent == "global" and self.variant != "theta_minus":
+            h, w = x.shape[-2:]
+            if (h, w) != (self.spatial_size, self.spatial_size):
+                raise InvalidOptionError(
+                    f"GE global gather was built for {self.spatial_size}×{self.spatial_size} feature maps "
+                    f"but got {h}×{w}; set the backbone's input_size to the image size you train on"
+                )
+
+    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
+        self._check_size(x)
+        if self.variant == "theta_minus":
+            if self.extent == "global":
+                return torch.sigmoid(x.mean(dim=(2, 3)))
+            g = F.avg_pool2d(x, self.extent, self.extent, ceil_mode=True, count_include_pad=False)
+        else:
+            g = self.gather(x)
+            if self.variant == "theta_plus":
+                g = self.mlp(g)
+        if self.extent == "global":
+            return torch.sigmoid(g.flatten(1))
+        return torch.sigmoid(F.interpolate(g, size=x.shape[-2:], mode="nearest"))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, variant={self.variant}, extent={self.extent}, spatial_size={self.spatial_size}"

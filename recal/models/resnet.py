@@ -1,0 +1,182 @@
+"""ResNet and ResNeXt for ImageNet (He et al. 2016; Xie et al. 2017).
+
+Readable top to bottom, with torchvision's state-dict names (a plain v1.5
+ResNet loads ``torchvision.models.resnet50().state_dict()`` unchanged). Every
+block takes a gate factory (the recalibration module placed on the residual
+branch after the last BatchNorm, before the addition) and a conv factory (a
+replacement for the bottleneck's 3×3: SK or split attention).
+
+``stride_in_1x1``: True puts a stage's stride in the first 1×1 convolution (the
+Caffe "v1" layout of the SE/GE/SRM papers' FLOP figures); False puts it in the
+3×3 (torchvision's "v1.5", the official SRM code's layout, the default).
+``deep_stem`` / ``avg_down`` give ResNeSt's 3×(3×3) stem and average-pool
+downsampling shortcuts (timm's ``resnest50d``).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from recal.models.blocks import BlockContext, ConvFactory, GateFactory, apply_gate, conv1x1, conv3x3, conv_out
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions; the gate sits after bn2."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        make_gate: GateFactory | None = None,
+        spatial_size: int | None = None,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.gate = make_gate(BlockContext(planes, planes, spatial_size)) if make_gate else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = apply_gate(self.gate, out, identity)
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1×1 → 3×3 (grouped, or a conv replacement) → 1×1; the gate sits after bn3."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        make_gate: GateFactory | None = None,
+        spatial_size: int | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        stride_in_1x1: bool = False,
+        make_conv: ConvFactory | None = None,
+    ) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = conv1x1(inplanes, width, stride_1x1)
+        self.bn1 = nn.BatchNorm2d(width)
+        if make_conv is None:
+            self.conv2 = conv3x3(width, width, stride_3x3, groups)
+            self.bn2 = nn.BatchNorm2d(width)
+        else:  # the replacement brings its own BatchNorm and ReLU
+            self.conv2 = make_conv(width, width, stride_3x3, groups)
+            self.bn2 = nn.Identity()
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.gate = make_gate(BlockContext(planes * self.expansion, width, spatial_size)) if make_gate else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out = apply_gate(self.gate, out, identity)
+        return self.relu(out + identity)
+
+
+def _deep_stem(width: int, out: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv3x3(3, width, 2), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        conv3x3(width, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        conv3x3(width, out),
+    )
+
+
+def _downsample(inplanes: int, outplanes: int, stride: int, avg_down: bool) -> nn.Sequential:
+    if not avg_down:
+        return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
+    pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+    return nn.Sequential(pool, conv1x1(inplanes, outplanes), nn.BatchNorm2d(outplanes))
+
+
+class ResNet(nn.Module):
+    """ResNet / ResNeXt with pluggable recalibration (gate) and 3×3 replacement (conv)."""
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        groups: int = 1,
+        width_per_group: int = 64,
+        stride_in_1x1: bool = False,
+        make_gate: GateFactory | None = None,
+        make_conv: ConvFactory | None = None,
+        input_size: int | None = 224,
+        deep_stem: bool = False,
+        stem_width: int = 32,
+        avg_down: bool = False,
+    ) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = _deep_stem(stem_width, 64) if deep_stem else nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        size = conv_out(conv_out(input_size, 3, 2, 1), 3, 2, 1)
+        block_options = dict(
+            make_gate=make_gate, groups=groups, base_width=width_per_group,
+            stride_in_1x1=stride_in_1x1, make_conv=make_conv,
+        )
+        stages = []
+        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
+            stride = 1 if i == 0 else 2
+            size = conv_out(size, 3, stride, 1)
+            stages.append(self._make_layer(block, planes, blocks, stride, size, avg_down, block_options))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        init_weights(self)
+
+    def _make_layer(self, block, planes: int, blocks: int, stride: int, size: int | None, avg_down: bool, options: dict) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = _downsample(self.inplanes, planes * block.expansion, stride, avg_down)
+        layers = [block(self.inplanes, planes, stride, downsample, spatial_size=size, **options)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, spatial_size=size, **options) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Stem and the four stages: (N, 3, H, W) → (N, C, H/32, W/32)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.avgpool(self.forward_features(x)).flatten(1))
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convs, BN 1/0.
+
+    Gate convolutions (GE, CMPE-SE) are initialised like the backbone's, as in the
+    official code; SRM's CFC is not a convolution and keeps its zeros.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,31 @@
+"""SE: Squeeze-and-Excitation.
+
+Hu, Shen & Sun, "Squeeze-and-Excitation Networks", CVPR 2018 / TPAMI 2019.
+Global average pooling → FC C→C/r (bias) → ReLU → FC C/r→C (bias) → sigmoid,
+r = 16. ``bias=False`` drops both biases (the SE paper's ablations); the FCs are
+1×1-equivalent Linear layers, as in the official Caffe prototxts' InnerProduct.
+Same as timm's SEModule with ``rd_ratio=1/16`` except that the hidden width is
+``C // r`` without rounding to a multiple of 8 (the papers' parameter counts).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from recal.models.gate import ChannelGate
+from recal.models.pooling import style_pool
+
+
+class SE(ChannelGate):
+    """Squeeze-and-excitation gate: sigmoid(FC(ReLU(FC(mean(x)))))."""
+
+    def __init__(self, channels: int, reduction: int = 16, bias: bool = True) -> None:
+        super().__init__(channels)
+        hidden = max(channels // reduction, 1)
+        self.fc1 = nn.Linear(channels, hidden, bias=bias)
+        self.fc2 = nn.Linear(hidden, channels, bias=bias)
+
+    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
+        s = style_pool(x, ("avg",))[:, :, 0]
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
