@@ -1,0 +1,1 @@
+"""Analyses of models and runs: complexity (parameters, multiply-adds), and later sweeps, pruning, gate statistics."""

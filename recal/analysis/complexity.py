@@ -1,0 +1,77 @@
+"""Model complexity: parameter counts and multiply-adds (fvcore).
+
+The SE / GE / SRM papers' "GFLOPs" are multiply-adds of the convolution and
+linear layers at one 224×224 image (v1 layout). :func:`count_macs` reproduces
+that convention with fvcore's ``FlopCountAnalysis`` (one flop per multiply-add)
+by giving every other operator fvcore counts by default — BatchNorm, adaptive
+average pooling, upsampling, … — a handler that returns 0 (``set_op_handle(name,
+None)`` would not remove a default handler). SRM's channel-wise FC is an
+element-wise multiply and sum here, which fvcore counts as zero, so it is added
+explicitly as C·d multiply-adds per SRM module, as the SRM paper counts it,
+however it is implemented. Totals are per image (the input has batch 1).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from recal.models.srm import ChannelwiseFC
+
+with warnings.catch_warnings():  # fvcore's import warns under recent torch
+    warnings.simplefilter("ignore")
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
+
+# fvcore's handlers that count convolution and linear (matrix-product) multiply-adds.
+CONV_LINEAR_OPS: tuple[str, ...] = (
+    "aten::_convolution",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::einsum",
+    "aten::linear",
+    "aten::matmul",
+    "aten::mm",
+)
+
+
+def _zero_flops(inputs: list[Any], outputs: list[Any]) -> int:
+    return 0
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (``sum(p.numel())``, trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def cfc_macs(model: nn.Module) -> int:
+    """Multiply-adds of SRM's channel-wise FC layers for one image: C·d per module."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, ChannelwiseFC))
+
+
+def count_macs(model: nn.Module, input_size: int = 224, conv_linear_only: bool = True) -> int:
+    """Multiply-adds of ``model`` on one 3×``input_size``×``input_size`` image, in eval mode.
+
+    ``conv_linear_only=True`` (the papers' convention) counts convolution and
+    linear layers only; ``False`` keeps fvcore's default handlers (which add
+    BatchNorm, adaptive average pooling and upsampling). Both add SRM's CFC
+    (:func:`cfc_macs`), which fvcore cannot see. The model's training mode is
+    restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.zeros(1, 3, input_size, input_size)
+        analysis = FlopCountAnalysis(model, x)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        if conv_linear_only:
+            analysis.set_op_handle(**{op: _zero_flops for op in _DEFAULT_SUPPORTED_OPS if op not in CONV_LINEAR_OPS})
+        with warnings.catch_warnings():  # jit tracing warnings on data-dependent branches
+            warnings.simplefilter("ignore")
+            total = analysis.total()
+    finally:
+        model.train(was_training)
+    return int(total) + cfc_macs(model)

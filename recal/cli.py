@@ -1,0 +1,83 @@
+"""The LightningCLI behind ``cli.py``: defaults of the run contract, config lookup, errors.
+
+Run contract (SPEC §5): every run gets its own versioned folder
+``runs/<config name>/version_N`` holding ``config.yaml``, ``metrics.csv`` and
+``checkpoints/{best,last}.ckpt``; ModelCheckpoint monitors ``val/acc1`` (max).
+Nothing an earlier run wrote is overwritten: Lightning's SaveConfigCallback
+refuses an existing config.yaml and each run takes a new version folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from recal.config_paths import resolve_config_args
+from recal.errors import UserError
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+class RecalCLI(LightningCLI):
+    """LightningCLI with recal's checkpointing, logging and class-count link."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/acc1",
+            "checkpoint.mode": "max",
+            "checkpoint.filename": "best",
+            "checkpoint.save_last": True,
+            "checkpoint.save_top_k": 1,
+        })
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        logger = config.get("trainer", {}).get("logger")
+        # Name the run folder after the config file unless the config names it.
+        if isinstance(logger, dict) or hasattr(logger, "init_args"):
+            init_args = logger["init_args"] if isinstance(logger, dict) else logger.init_args
+            if init_args.get("name") in (None, "default") and config.get("config"):
+                init_args["name"] = Path(str(config["config"][-1])).stem
+
+
+def trainer_defaults() -> dict:
+    """Trainer defaults: a CSV logger under ``runs/`` (TensorBoard too when installed)."""
+    return {
+        "logger": {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": "default"},
+        },
+    }
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``args`` (default: ``sys.argv[1:]``); return the exit status."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
+    try:
+        argv = resolve_config_args(list(sys.argv[1:] if args is None else args))
+        if args is None:
+            # DDP relaunches children from sys.argv: give them the resolved paths too,
+            # and let LightningCLI read sys.argv itself (it warns when given both).
+            sys.argv[1:] = argv
+        RecalCLI(
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            trainer_defaults=trainer_defaults(),
+            args=None if args is None else argv,
+            seed_everything_default=0,
+        )
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,30 @@
+"""LightningDataModules for classification, one per dataset family, and their building blocks.
+
+Every DataModule derives from :class:`ClassificationDataModule`: ``batch_size`` is per device,
+``num_classes`` is known at construction (for LightningCLI's ``link_arguments``), and training
+order and augmentation are a pure function of (seed, epoch, index) for exact resume and DDP.
+"""
+
+from recal.data.base import ClassificationDataModule
+from recal.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from recal.data.embedded import DigitsDataModule
+from recal.data.imagenet import ImageFolderDataModule, ImageNetDataModule, StylizedImageNetDataModule
+from recal.data.images import IMAGE_EXTENSIONS, RobustImageFolder, load_rgb
+from recal.data.sampling import EpochSeededSampler, SeededTransformDataset
+from recal.data.svhn import SVHNDataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "ClassificationDataModule",
+    "DigitsDataModule",
+    "EpochSeededSampler",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderDataModule",
+    "ImageNetDataModule",
+    "RobustImageFolder",
+    "SVHNDataModule",
+    "SeededTransformDataset",
+    "StylizedImageNetDataModule",
+    "load_rgb",
+]

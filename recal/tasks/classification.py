@@ -1,0 +1,156 @@
+"""ClassificationTask: the LightningModule behind every classification config.
+
+Holds the training logic and nothing about data: a backbone built from the typed
+:class:`~recal.models.BackboneConfig`, cross-entropy with optional label
+smoothing and mixup, top-1/top-5 through torchmetrics, the SRM no-weight-decay
+parameter group, and the run contract of SPEC §5 (``train/loss``, ``val/loss``,
+``val/acc1``, ``val/acc5``; a second validation set under its own prefix).
+
+Randomness that must survive a resume (mixup's λ and permutation) is drawn from
+a generator seeded by (seed, global step), never from the global RNG.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from recal.errors import NonFiniteLossError
+from recal.models import BackboneConfig
+from recal.models.param_groups import NoDecayScope
+from recal.tasks.optim import default_optimizer, parameter_groups, with_warmup
+
+
+def accuracy_metrics(num_classes: int) -> MetricCollection:
+    """Top-1 and top-5 accuracy (top-k capped at the number of classes)."""
+    return MetricCollection({
+        "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+        "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+    })
+
+
+def test_set_name(val_set_name: str) -> str:
+    """The metric prefix of a validation set's test counterpart: val → test, val_in → test_in."""
+    return "test" + val_set_name[3:] if val_set_name.startswith("val") else f"test_{val_set_name}"
+
+
+class ClassificationTask(L.LightningModule):
+    """Image classification with a recal backbone.
+
+    Args:
+        backbone: which network to build (model name, recalibration and options).
+        num_classes: number of outputs; linked from the datamodule by cli.py.
+        optimizer: optimiser factory; default SGD 0.1 / momentum 0.9 / wd 1e-4.
+        lr_scheduler: epoch-wise schedule factory (e.g. MultiStepLR, CosineAnnealingLR).
+        warmup_epochs: linear warmup epochs in front of ``lr_scheduler``.
+        no_weight_decay: which parameters get weight decay 0 ("srm": SRM's CFC
+            and BN only, the official recipe; "norm_and_bias"; "none").
+        label_smoothing: cross-entropy label smoothing.
+        mixup_alpha: Beta(α, α) mixup; 0 turns it off.
+        val_set_names: metric prefix per validation dataloader (test: val → test).
+        seed: seeds mixup's generator together with the global step.
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig = BackboneConfig(),
+        num_classes: int = 1000,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        warmup_epochs: int = 0,
+        no_weight_decay: NoDecayScope = "srm",
+        label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        val_set_names: Sequence[str] = ("val", "val_in"),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.model = self.build_model(backbone, num_classes)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        eval_sets = [*val_set_names, *map(test_set_name, val_set_names)]
+        self.eval_metrics = nn.ModuleDict({
+            name: accuracy_metrics(num_classes).clone(prefix=f"{name}/") for name in eval_sets
+        })
+        self.eval_losses = nn.ModuleDict({name: MeanMetric() for name in eval_sets})
+        self.train_samples = SumMetric()
+
+    def build_model(self, backbone: BackboneConfig, num_classes: int) -> nn.Module:
+        """The network; subclasses override to add heads or per-domain gates."""
+        return backbone.build(num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    # ------------------------------------------------------------------ training
+    def mixup(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
+        """Mix the batch with a permutation of itself; returns x, y, y[perm], λ."""
+        step_seed = self.hparams.seed * 1_000_003 + self.global_step
+        lam = float(np.random.default_rng(step_seed).beta(self.hparams.mixup_alpha, self.hparams.mixup_alpha))
+        perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(step_seed)).to(x.device)
+        return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+
+    def training_loss(self, logits: Tensor, y: Tensor, y2: Tensor | None = None, lam: float = 1.0) -> Tensor:
+        """Cross-entropy with label smoothing, mixed between two targets under mixup."""
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        if y2 is not None:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y2, label_smoothing=self.hparams.label_smoothing)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        if self.hparams.mixup_alpha > 0:
+            x, y, y2, lam = self.mixup(x, y)
+            loss = self.training_loss(self(x), y, y2, lam)
+        else:
+            loss = self.training_loss(self(x), y)
+        self.check_finite(loss)
+        self.train_samples.update(torch.tensor(float(x.shape[0]), device=self.device))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
+        return loss
+
+    def check_finite(self, loss: Tensor) -> None:
+        """Stop with the step and the loss when training diverges."""
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}); the last good checkpoint is kept"
+            )
+
+    # ---------------------------------------------------------------- evaluation
+    def _evaluate(self, batch: Any, set_name: str) -> None:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        self.eval_losses[set_name].update(F.cross_entropy(logits, y), weight=x.shape[0])
+        metrics = self.eval_metrics[set_name]
+        metrics.update(logits, y)
+        self.log(f"{set_name}/loss", self.eval_losses[set_name], add_dataloader_idx=False)
+        self.log_dict(metrics, add_dataloader_idx=False, prog_bar=set_name == "val")
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.hparams.val_set_names[dataloader_idx])
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, test_set_name(self.hparams.val_set_names[dataloader_idx]))
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self(batch[0]).softmax(dim=1)
+
+    # ----------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(parameter_groups(self.model, self.hparams.no_weight_decay))
+        scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
+        scheduler = with_warmup(optimizer, scheduler, self.hparams.warmup_epochs)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,172 @@
+"""Writers of tiny datasets in the real on-disk formats, for tests of data, tasks and the CLI.
+
+Each writer produces what the real dataset looks like on disk (torchvision's CIFAR pickles and
+SVHN ``.mat`` files, ImageNet-style class folders), small and deterministic. Images carry a
+class-dependent colour plus noise, so a model can learn them in a few steps. CIFAR and SVHN
+files are not the official releases, so their MD5 checks fail: in-process tests wrap loading in
+:func:`skip_md5`; a test that runs ``python cli.py`` in a subprocess passes
+``--data.verify_md5 false`` instead.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "class_colour",
+    "skip_md5",
+    "write_cifar10",
+    "write_cifar100",
+    "write_corrupt_image",
+    "write_image_folder",
+    "write_svhn",
+    "write_truncated_jpeg",
+]
+
+
+def class_colour(label: int, num_classes: int) -> np.ndarray:
+    """An RGB uint8 colour per class: hues spread evenly around the colour wheel."""
+    r, g, b = colorsys.hsv_to_rgb(label / max(num_classes, 1), 0.8, 0.9)
+    return np.array([r * 255, g * 255, b * 255], dtype=np.float64).round().astype(np.uint8)
+
+
+def _images(labels: Sequence[int], num_classes: int, size: tuple[int, int], seed: int | list[int]) -> np.ndarray:
+    """uint8 (N, H, W, 3): each image its class colour plus uniform noise of +-40."""
+    rng = np.random.default_rng(seed)
+    base = np.array([class_colour(int(y), num_classes) for y in labels], dtype=np.int16).reshape(-1, 3)
+    noise = rng.integers(-40, 41, size=(len(labels), *size, 3), dtype=np.int16)
+    return np.clip(base[:, None, None, :] + noise, 0, 255).astype(np.uint8)
+
+
+def write_image_folder(
+    root: str | os.PathLike,
+    classes: int | Sequence[str] = 3,
+    per_class: int | dict[str, int] = 4,
+    size: tuple[int, int] = (40, 48),
+    splits: Sequence[str] = ("train", "val"),
+    ext: str = "JPEG",
+    seed: int = 0,
+) -> Path:
+    """Write ``root/<split>/<class>/<class>_<i>.<ext>`` images (ImageNet's layout); return ``root``.
+
+    ``classes`` is a count (folders ``n00``, ``n01`` ...) or a list of names; ``per_class`` an
+    image count per class in every split, or a dict per split. ``size`` is (H, W). ``ext`` picks
+    the format through Pillow (``JPEG``/``jpg``, ``png``, ``bmp``).
+    """
+    root = Path(root)
+    names = [f"n{i:02d}" for i in range(classes)] if isinstance(classes, int) else list(classes)
+    for s, split in enumerate(splits):
+        count = per_class[split] if isinstance(per_class, dict) else per_class
+        for c, name in enumerate(names):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = _images([c] * count, len(names), size, seed=[seed, s, c])
+            for i, array in enumerate(pixels):
+                Image.fromarray(array).save(folder / f"{name}_{i}.{ext}")
+    return root
+
+
+def write_truncated_jpeg(path: str | os.PathLike, size: tuple[int, int] = (40, 48)) -> Path:
+    """Write a JPEG cut off after half its bytes (a partial download); Pillow cannot decode it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_images([0], 1, size, seed=1)[0]).save(path, format="JPEG")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_corrupt_image(path: str | os.PathLike) -> Path:
+    """Write a file with an image extension whose bytes are not an image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not an image" * 10)
+    return path
+
+
+def _cifar_arrays(n: int, num_classes: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    labels = [i % num_classes for i in range(n)]
+    hwc = _images(labels, num_classes, (32, 32), seed)
+    # CIFAR rows are the R plane, then G, then B, each row-major 32x32.
+    return hwc.transpose(0, 3, 1, 2).reshape(n, 3072), labels
+
+
+def _pickle(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def write_cifar10(root: str | os.PathLike, n_train: int = 50, n_test: int = 20, seed: int = 0) -> Path:
+    """Write ``root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``; return ``root``.
+
+    Labels cycle through the 10 classes (sample i has label i % 10); the train samples are
+    spread over the five batch files in order.
+    """
+    root = Path(root)
+    folder = root / "cifar-10-batches-py"
+    data, labels = _cifar_arrays(n_train, 10, seed)
+    for b, idx in enumerate(np.array_split(np.arange(n_train), 5), start=1):
+        _pickle(folder / f"data_batch_{b}", {"batch_label": f"training batch {b} of 5",
+                                              "labels": [labels[i] for i in idx], "data": data[idx],
+                                              "filenames": [f"train_{i}.png" for i in idx]})
+    data, labels = _cifar_arrays(n_test, 10, seed + 1)
+    _pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": labels, "data": data,
+                                    "filenames": [f"test_{i}.png" for i in range(n_test)]})
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    _pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": max(n_train // 5, 1),
+                                      "num_vis": 3072})
+    return root
+
+
+def write_cifar100(root: str | os.PathLike, n_train: int = 200, n_test: int = 100, seed: int = 0) -> Path:
+    """Write ``root/cifar-100-python/{train,test,meta}``; return ``root``. Fine label i % 100."""
+    root = Path(root)
+    folder = root / "cifar-100-python"
+    for name, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
+        data, labels = _cifar_arrays(n, 100, s)
+        _pickle(folder / name, {"filenames": [f"{name}_{i}.png" for i in range(n)], "batch_label": name,
+                                "fine_labels": labels, "coarse_labels": [y // 5 for y in labels], "data": data})
+    _pickle(folder / "meta", {"fine_label_names": [f"fine_{i:02d}" for i in range(100)],
+                              "coarse_label_names": [f"coarse_{i:02d}" for i in range(20)]})
+    return root
+
+
+def write_svhn(root: str | os.PathLike, n_train: int = 50, n_test: int = 20, n_extra: int = 0,
+               seed: int = 0) -> Path:
+    """Write ``root/{train,test[,extra]}_32x32.mat`` (X uint8 (32,32,3,N), y (N,1) with 10 for 0).
+
+    Digit of sample i is i % 10, stored as 10 when it is 0, as in the real files; returns ``root``.
+    """
+    from scipy.io import savemat
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for s, (split, n) in enumerate((("train", n_train), ("test", n_test), ("extra", n_extra))):
+        if split == "extra" and n == 0:
+            continue
+        digits = [i % 10 for i in range(n)]
+        hwc = _images(digits, 10, (32, 32), seed + s)
+        y = np.array([d if d else 10 for d in digits], dtype=np.uint8).reshape(n, 1)
+        savemat(root / f"{split}_32x32.mat", {"X": hwc.transpose(1, 2, 3, 0), "y": y})
+    return root
+
+
+@contextlib.contextmanager
+def skip_md5() -> Iterator[None]:
+    """Within this block torchvision's CIFAR and SVHN accept any existing file as intact."""
+    def exists(fpath: str, md5: str | None = None) -> bool:
+        return os.path.isfile(fpath)
+
+    with mock.patch("torchvision.datasets.cifar.check_integrity", exists), \
+            mock.patch("torchvision.datasets.svhn.check_integrity", exists):
+        yield
