@@ -18,6 +18,7 @@ from typing import Sequence
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
 from recal.errors import UserError
 
@@ -39,6 +40,9 @@ class RecalCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        # One seed drives weight init (seed_everything), sample order, augmentation and mixup.
+        parser.link_arguments("seed_everything", "data.init_args.seed")
+        parser.link_arguments("seed_everything", "model.init_args.seed")
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -73,6 +77,7 @@ def main(args: Sequence[str] | None = None) -> int:
             subclass_mode_model=True,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
+            parser_class=ConciseArgumentParser,
             trainer_defaults=trainer_defaults(),
             args=None if args is None else argv,
             seed_everything_default=0,

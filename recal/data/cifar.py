@@ -41,15 +41,16 @@ def dataset_file_problems(folder: Path, files: list[tuple[str, str]], verify_md5
     return problems
 
 
-class _CIFAR10(CIFAR10):
-    """torchvision's CIFAR-10 with the MD5 check optional; files are checked by the DataModule."""
+def _files(dataset: type[CIFAR10]) -> list[tuple[str, str]]:
+    meta = dataset.meta
+    return [(n, m) for n, m in dataset.train_list + dataset.test_list] + [(meta["filename"], meta["md5"])]
 
-    def __init__(self, root: str, train: bool, verify_md5: bool) -> None:
-        self.verify_md5 = verify_md5
-        super().__init__(root, train=train)
+
+class _CIFAR10(CIFAR10):
+    """torchvision's CIFAR-10 minus its MD5 checks, which the DataModule runs once (or not at all)."""
 
     def _check_integrity(self) -> bool:
-        return not dataset_file_problems(Path(self.root) / self.base_folder, _files(type(self)), self.verify_md5)
+        return not dataset_file_problems(Path(self.root) / self.base_folder, _files(type(self)), verify_md5=False)
 
     def _load_meta(self) -> None:
         with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
@@ -59,11 +60,6 @@ class _CIFAR10(CIFAR10):
 
 class _CIFAR100(_CIFAR10, CIFAR100):
     """torchvision's CIFAR-100 (folder, file names, label key) with :class:`_CIFAR10`'s checks."""
-
-
-def _files(dataset: type[CIFAR10]) -> list[tuple[str, str]]:
-    meta = dataset.meta
-    return [(n, m) for n, m in dataset.train_list + dataset.test_list] + [(meta["filename"], meta["md5"])]
 
 
 class CIFAR10DataModule(ClassificationDataModule):
@@ -97,6 +93,7 @@ class CIFAR10DataModule(ClassificationDataModule):
         self.download = download
         self.verify_md5 = verify_md5
         self._test: Dataset | None = None
+        self._files_ok = False
 
     def _problems(self) -> list[str]:
         return dataset_file_problems(self.root / self.dataset_class.base_folder, _files(self.dataset_class),
@@ -112,7 +109,9 @@ class CIFAR10DataModule(ClassificationDataModule):
             raise DatasetNotFoundError(
                 f"could not download {self.display_name} into {self.root}: {exc}") from exc
 
-    def build_split(self, split: str) -> Dataset:
+    def _check_files(self) -> None:
+        if self._files_ok:  # MD5s of ~180 MB: check once, not once per split
+            return
         problems = self._problems()
         if problems:
             folder = self.root / self.dataset_class.base_folder
@@ -123,10 +122,14 @@ class CIFAR10DataModule(ClassificationDataModule):
             raise DatasetNotFoundError(
                 f"{self.display_name} root {self.root} is not usable: {'; '.join(problems)}. Expected "
                 f"{folder}/{{{expected}}} (torchvision's format; data.download: true fetches it){hint}")
+        self._files_ok = True
+
+    def build_split(self, split: str) -> Dataset:
+        self._check_files()
         if split == "train":
-            return self.dataset_class(str(self.root), train=True, verify_md5=self.verify_md5)
+            return self.dataset_class(str(self.root), train=True)
         if self._test is None:  # "val" and "test" share the test split: load it once
-            self._test = self.dataset_class(str(self.root), train=False, verify_md5=self.verify_md5)
+            self._test = self.dataset_class(str(self.root), train=False)
         return self._test
 
     def train_transform(self) -> Transform:

@@ -23,16 +23,11 @@ __all__ = ["SVHNDataModule"]
 
 
 class _SVHN(SVHN):
-    """torchvision's SVHN with the MD5 check optional; files are checked by the DataModule."""
-
-    def __init__(self, root: str, split: str, verify_md5: bool) -> None:
-        self.verify_md5 = verify_md5
-        super().__init__(root, split=split)
+    """torchvision's SVHN minus its MD5 check, which the DataModule runs once (or not at all)."""
 
     def _check_integrity(self) -> bool:
         _, filename, md5 = self.split_list[self.split]
-        return not dataset_file_problems(Path(self.root), [(filename, md5)], self.verify_md5,
-                                         tv_svhn.check_integrity)
+        return not dataset_file_problems(Path(self.root), [(filename, md5)], verify_md5=False)
 
 
 class SVHNDataModule(ClassificationDataModule):
@@ -64,6 +59,7 @@ class SVHNDataModule(ClassificationDataModule):
         self.include_extra = include_extra
         self.augment = augment
         self._test: Dataset | None = None
+        self._files_ok = False
 
     def _splits(self) -> list[str]:
         return ["train", "test", "extra"] if self.include_extra else ["train", "test"]
@@ -83,7 +79,9 @@ class SVHNDataModule(ClassificationDataModule):
                 except (OSError, RuntimeError) as exc:
                     raise DatasetNotFoundError(f"could not download SVHN {split} into {self.root}: {exc}") from exc
 
-    def build_split(self, split: str) -> Dataset:
+    def _check_files(self) -> None:
+        if self._files_ok:  # MD5s of up to 1.5 GB: check once, not once per split
+            return
         problems = self._problems(self._splits())
         if problems:
             expected = ", ".join(SVHN.split_list[s][1] for s in self._splits())
@@ -92,11 +90,15 @@ class SVHNDataModule(ClassificationDataModule):
             raise DatasetNotFoundError(
                 f"SVHN root {self.root} is not usable: {'; '.join(problems)}. Expected "
                 f"{self.root}/{{{expected}}} (torchvision's format; data.download: true fetches it){hint}")
+        self._files_ok = True
+
+    def build_split(self, split: str) -> Dataset:
+        self._check_files()
         if split == "train":
-            parts = [_SVHN(str(self.root), s, self.verify_md5) for s in self._splits() if s != "test"]
+            parts = [_SVHN(str(self.root), s) for s in self._splits() if s != "test"]
             return parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if self._test is None:  # "val" and "test" share the test split: load it once
-            self._test = _SVHN(str(self.root), "test", self.verify_md5)
+            self._test = _SVHN(str(self.root), "test")
         return self._test
 
     def train_transform(self) -> Transform:

@@ -106,26 +106,34 @@ class TinyClassifier(L.LightningModule):
         super().__init__()
         self.net = torch.nn.Linear(3 * 8 * 8, 30)  # targets are sample indices
         self.seen: list[tuple[int, list[int]]] = []
+        self.images: list[torch.Tensor] = []
         self.log_dir = log_dir
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         self.seen.append((self.current_epoch, y.tolist()))
+        self.images.append(x.clone())
         if self.log_dir is not None:  # spawned DDP ranks report what they saw through files
             with open(f"{self.log_dir}/rank{self.global_rank}.txt", "a") as f:
                 f.write(f"{self.current_epoch} {type(self.trainer.train_dataloader.sampler).__name__} "
                         f"{' '.join(map(str, y.tolist()))}\n")
         return torch.nn.functional.cross_entropy(self.net(x.flatten(1)), y)
 
+    def validation_step(self, batch, batch_idx):
+        pass  # validation is switched off (limit_val_batches=0); present to silence Lightning
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                     limit_val_batches=0, default_root_dir=tmp_path, **kwargs)
+
+
 def test_lightning_keeps_the_sampler_and_advances_its_epoch(tmp_path):
     dm, model = ToyDataModule(n=30, batch_size=4, seed=5), TinyClassifier()
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        default_root_dir=tmp_path)
+    trainer = quiet_trainer(tmp_path, max_epochs=2, devices=1, enable_checkpointing=False)
     trainer.fit(model, datamodule=dm)
     assert isinstance(trainer.train_dataloader.sampler, EpochSeededSampler)
     assert trainer.train_dataloader.sampler.epoch == 1
@@ -137,11 +145,24 @@ def test_lightning_keeps_the_sampler_and_advances_its_epoch(tmp_path):
     assert model.seen == expected
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+def test_resumed_run_sees_the_same_samples_and_augmentation(tmp_path):
+    straight = TinyClassifier()
+    quiet_trainer(tmp_path / "a", max_epochs=2, devices=1, enable_checkpointing=False).fit(
+        straight, datamodule=ToyDataModule(seed=5))
+    quiet_trainer(tmp_path / "b", max_epochs=1, devices=1).fit(TinyClassifier(), datamodule=ToyDataModule(seed=5))
+    checkpoint = next((tmp_path / "b").rglob("*.ckpt"))
+    resumed = TinyClassifier()
+    quiet_trainer(tmp_path / "b", max_epochs=2, devices=1).fit(
+        resumed, datamodule=ToyDataModule(seed=5), ckpt_path=checkpoint)
+    half = len(straight.seen) // 2
+    assert resumed.seen == straight.seen[half:] and resumed.seen[0][0] == 1
+    assert all(torch.equal(a, b) for a, b in zip(resumed.images, straight.images[half:]))
+
+
 def test_ddp_ranks_use_our_sampler_and_see_disjoint_shards(tmp_path):
     dm, model = ToyDataModule(n=30, batch_size=4, seed=5), TinyClassifier(log_dir=str(tmp_path))
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = quiet_trainer(tmp_path, max_epochs=2, devices=2, strategy="ddp_spawn", enable_checkpointing=False)
     trainer.fit(model, datamodule=dm)
     single = ToyDataModule(n=30, batch_size=4, seed=5, interleave_ranks=2)
     for epoch in range(2):
