@@ -9,7 +9,6 @@ refuses an existing config.yaml and each run takes a new version folder.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -64,24 +63,31 @@ def trainer_defaults() -> dict:
     }
 
 
+def create_cli(args: Sequence[str] | None = None, run: bool = True) -> RecalCLI:
+    """Parse ``args`` (with a subcommand when ``run``) and instantiate trainer, model and data."""
+    argv = resolve_config_args(list(sys.argv[1:] if args is None else args))
+    if args is None:
+        # DDP relaunches children from sys.argv: give them the resolved paths too,
+        # and let LightningCLI read sys.argv itself (it warns when given both).
+        sys.argv[1:] = argv
+    return RecalCLI(
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        parser_class=ConciseArgumentParser,
+        trainer_defaults=trainer_defaults(),
+        args=None if args is None else argv,
+        seed_everything_default=0,
+        run=run,
+    )
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``); return the exit status."""
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     try:
-        argv = resolve_config_args(list(sys.argv[1:] if args is None else args))
-        if args is None:
-            # DDP relaunches children from sys.argv: give them the resolved paths too,
-            # and let LightningCLI read sys.argv itself (it warns when given both).
-            sys.argv[1:] = argv
-        RecalCLI(
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            auto_configure_optimizers=False,
-            parser_class=ConciseArgumentParser,
-            trainer_defaults=trainer_defaults(),
-            args=None if args is None else argv,
-            seed_everything_default=0,
-        )
+        create_cli(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

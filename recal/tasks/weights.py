@@ -1,0 +1,95 @@
+"""Initialise a backbone from a weights file: a torchvision state dict or a recal checkpoint.
+
+Fine-tuning (DTD, SPEC §5) starts from ImageNet weights — torchvision's ResNet files
+(``resnet50-0676ba61.pth``: a plain state dict, whose names our v1.5 ResNets share) or a
+``best.ckpt``/``last.ckpt`` of a recal run (a Lightning checkpoint whose ``state_dict`` keys
+start with ``model.``). The classifier head is never loaded: the new task has its own
+classes. Everything else must match name for name and shape for shape, or loading stops
+with a :class:`~recal.errors.CheckpointMismatchError` naming the file and what differs —
+a ResNet-18 file given to a ResNet-50 must not half-load. ``allow_missing_gates`` lets a
+plain ResNet file initialise an SE/SRM/GE ResNet: the recalibration modules, absent from
+the file, keep their own initialisation.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from recal.errors import CheckpointMismatchError
+from recal.models.gate import ChannelGate
+
+__all__ = ["load_backbone_weights", "read_state_dict"]
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The model state dict in ``path``: a plain state dict, ``{"model": …}`` or a Lightning checkpoint.
+
+    Files are read with ``weights_only=True`` first; a Lightning checkpoint that stores
+    hyperparameter objects needs a full unpickle, which — like any checkpoint — runs code
+    from the file: load only files you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointMismatchError(f"weights file {path} does not exist")
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "weights only" not in str(error).lower():
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # not a torch file at all, or a truncated one
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointMismatchError(f"weights file {path} cannot be read as a PyTorch file: {first_line}") from error
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        if not state:
+            raise CheckpointMismatchError(f"weights file {path} is a Lightning checkpoint without 'model.' weights")
+        return state
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+        return obj
+    raise CheckpointMismatchError(
+        f"weights file {path} holds neither a state dict nor a Lightning checkpoint (got {type(obj).__name__})")
+
+
+def _listed(keys: list[str], limit: int = 3) -> str:
+    return ", ".join(keys[:limit]) + (f" … (+{len(keys) - limit})" if len(keys) > limit else "")
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path, head: str = "fc", model_name: str | None = None,
+                          allow_missing_gates: bool = False) -> list[str]:
+    """Copy the weights in ``path`` into ``model``, except its head ``head``; return the keys left as initialised.
+
+    Raises :class:`~recal.errors.CheckpointMismatchError` naming ``path`` when a key is missing
+    from the file (other than gate keys under ``allow_missing_gates``), the file has keys the
+    model lacks, or shapes differ.
+    """
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(head + ".")}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
+    gates = tuple(name + "." for name, m in model.named_modules() if isinstance(m, ChannelGate))
+    missing = [k for k in own if k not in state]
+    tolerated = [k for k in missing if allow_missing_gates and k.startswith(gates)]
+    missing = [k for k in missing if k not in tolerated]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            hint = " (recalibration modules; allow_missing_gates: true keeps their init)" \
+                if all(k.startswith(gates) for k in missing) and gates else ""
+            parts.append(f"{len(missing)} key(s) missing from the file{hint}: {_listed(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es): {_listed(shapes, 2)}")
+        name = model_name or type(model).__name__
+        raise CheckpointMismatchError(f"weights file {path} does not fit {name}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+    return tolerated
