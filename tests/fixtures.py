@@ -170,3 +170,63 @@ def skip_md5() -> Iterator[None]:
     with mock.patch("torchvision.datasets.cifar.check_integrity", exists), \
             mock.patch("torchvision.datasets.svhn.check_integrity", exists):
         yield
+
+
+def write_dtd(root: str | os.PathLike, classes: int | Sequence[str] = 3, per_class: int = 6,
+              size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    """Write DTD in torchvision's layout under ``root/dtd/dtd``; return ``root``.
+
+    ``images/<class>/<class>_<i:04d>.jpg`` and ``labels/{train,val,test}{1..10}.txt`` (lines
+    ``class/file.jpg``). Like the real files, each partition splits every class into equal
+    thirds (``per_class`` must be a multiple of 3); partition p rotates the class's images by
+    p so that partitions differ. Classes default to DTD-like names (``banded``, ``blotchy`` …).
+    """
+    if per_class % 3:
+        raise ValueError(f"per_class={per_class}: DTD's partitions split each class in thirds")
+    root = Path(root)
+    textures = ["banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked"]
+    names = (textures + [f"texture{i}" for i in range(len(textures), classes)])[:classes] \
+        if isinstance(classes, int) else list(classes)
+    folder = root / "dtd" / "dtd"
+    files: dict[str, list[str]] = {}
+    for c, name in enumerate(names):
+        (folder / "images" / name).mkdir(parents=True, exist_ok=True)
+        pixels = _images([c] * per_class, len(names), size, seed=[seed, c])
+        files[name] = [f"{name}/{name}_{i:04d}.jpg" for i in range(per_class)]
+        for rel, array in zip(files[name], pixels):
+            Image.fromarray(array).save(folder / "images" / rel)
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    third = per_class // 3
+    for p in range(1, 11):
+        lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+        for name in names:
+            rotated = files[name][p % per_class:] + files[name][:p % per_class]
+            for k, split in enumerate(("train", "val", "test")):
+                lines[split] += rotated[k * third:(k + 1) * third]
+        for split, entries in lines.items():
+            (folder / "labels" / f"{split}{p}.txt").write_text("\n".join(entries) + "\n")
+    return root
+
+
+def write_office_home(root: str | os.PathLike, classes: int | Sequence[str] = 3, per_domain: int = 5,
+                      real_world_name: str = "Real World", size: tuple[int, int] = (40, 48),
+                      seed: int = 0) -> Path:
+    """Write Office-Home's layout ``root/<Domain>/<class>/<i:05d>.jpg``; return ``root``.
+
+    Domains ``Art``, ``Clipart``, ``Product`` and ``real_world_name`` (the official
+    ``Real World``, with a space, or ``Real_World``), each with ``per_domain`` images per
+    class. Images carry the class colour, shifted per domain, plus noise.
+    """
+    root = Path(root)
+    names = ["Alarm_Clock", "Backpack", "Batteries", "Bed", "Bike", "Bottle", "Bucket", "Calculator"]
+    names = (names + [f"Class_{i}" for i in range(len(names), classes)])[:classes] \
+        if isinstance(classes, int) else list(classes)
+    for d, domain in enumerate(("Art", "Clipart", "Product", real_world_name)):
+        for c, name in enumerate(names):
+            folder = root / domain / name
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = _images([c] * per_domain, len(names), size, seed=[seed, d, c]).astype(np.int16)
+            pixels = np.clip(pixels + (d - 1.5) * 20, 0, 255).astype(np.uint8)
+            for i, array in enumerate(pixels):
+                Image.fromarray(array).save(folder / f"{i:05d}.jpg")
+    return root

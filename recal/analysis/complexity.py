@@ -24,6 +24,7 @@ from recal.models.srm import ChannelwiseFC
 with warnings.catch_warnings():  # fvcore's import warns under recent torch
     warnings.simplefilter("ignore")
     from fvcore.nn import FlopCountAnalysis
+    # fvcore's table of default handlers: every op it counts unless told otherwise
     from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
 
 # fvcore's handlers that count convolution and linear (matrix-product) multiply-adds.
@@ -58,13 +59,17 @@ def count_macs(model: nn.Module, input_size: int = 224, conv_linear_only: bool =
     ``conv_linear_only=True`` (the papers' convention) counts convolution and
     linear layers only; ``False`` keeps fvcore's default handlers (which add
     BatchNorm, adaptive average pooling and upsampling). Both add SRM's CFC
-    (:func:`cfc_macs`), which fvcore cannot see. The model's training mode is
-    restored afterwards.
+    (:func:`cfc_macs`), which fvcore cannot see. ``input_size`` must be a size
+    the model accepts (GE's global gather is built for one size). The input
+    follows the device and dtype of the model's parameters; every submodule's
+    training mode is restored afterwards.
     """
-    was_training = model.training
+    param = next(model.parameters(), None)
+    like = {} if param is None else {"device": param.device, "dtype": param.dtype}
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
-        x = torch.zeros(1, 3, input_size, input_size)
+        x = torch.zeros(1, 3, input_size, input_size, **like)
         analysis = FlopCountAnalysis(model, x)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         if conv_linear_only:
@@ -73,5 +78,6 @@ def count_macs(model: nn.Module, input_size: int = 224, conv_linear_only: bool =
             warnings.simplefilter("ignore")
             total = analysis.total()
     finally:
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
     return int(total) + cfc_macs(model)

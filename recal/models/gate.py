@@ -14,6 +14,7 @@ gate is (N, C, H, W) and the same rescaling rule applies.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -36,7 +37,8 @@ class ChannelGate(nn.Module):
         super().__init__()
         self.channels = channels
         self.register_buffer("channel_mask", torch.ones(channels))
-        self._gate_hooks: dict[int, GateHook] = {}
+        # an OrderedDict, not a dict: RemovableHandle keeps a weak reference to it
+        self._gate_hooks: OrderedDict[int, GateHook] = OrderedDict()
 
     def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
         """Return the gate, (N, C) or (N, C, H, W), with values in [0, 1]."""
