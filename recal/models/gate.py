@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from recal.models.functional.dispatch import fast_kernel
+
 GateHook = Callable[["ChannelGate", Tensor], None]
 
 
@@ -60,6 +62,7 @@ class ChannelGate(nn.Module):
         return f"channels={self.channels}"
 
 
+@fast_kernel
 def rescale(x: Tensor, gate: Tensor, channel_mask: Tensor) -> Tensor:
     """``x * gate * channel_mask`` for an (N, C) or (N, C, H, W) gate, in x's dtype."""
     if gate.dim() == 2:
