@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from recal.errors import InvalidOptionError
+from recal.models.functional.dispatch import fast_kernel
 
 PoolingName = Literal["avg", "std", "max"]
 POOLING_NAMES: tuple[str, ...] = get_args(PoolingName)
@@ -50,6 +51,7 @@ def _statistics_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+@fast_kernel
 def style_pool(x: Tensor, pooling: tuple[str, ...] = ("avg", "std")) -> Tensor:
     """Pool an (N, C, H, W) map into (N, C, d) statistics, d = len(pooling).
 

@@ -1,0 +1,95 @@
+"""When recal runs its compiled kernels, and how to turn them off.
+
+Compiled kernels pay a one-time compile (~20 s per kernel and shape on a 2-core
+CPU) to make every later step cheaper, so they are OFF by default and switched
+on for the runs that profit: ``set_kernels("compiled")``, the
+``RECAL_KERNELS=compiled`` environment variable, or the task option
+``kernels: auto`` (compiled when a fit is long enough to repay the compile).
+``set_kernels("eager")`` (or ``RECAL_KERNELS=eager``) always wins over auto.
+
+Inside a model that the user compiles as a whole (``torch.compile(model)``),
+the kernels run their plain eager definition so that dynamo traces straight
+through them: no nested compile and no graph break.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import warnings
+from typing import Callable, Iterator, Literal, TypeVar
+
+import torch
+
+KernelMode = Literal["eager", "compiled"]
+F = TypeVar("F", bound=Callable)
+
+_mode: KernelMode = "compiled" if os.environ.get("RECAL_KERNELS") == "compiled" else "eager"
+_forced_eager = os.environ.get("RECAL_KERNELS") == "eager"
+
+
+def compile_available(device_type: str = "cpu") -> bool:
+    """Whether inductor can build kernels here (a C++ compiler for CPU, triton for CUDA)."""
+    if device_type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("c++") is not None
+
+
+def set_kernels(mode: KernelMode) -> None:
+    """Use compiled kernels (``"compiled"``) or the eager definitions (``"eager"``) from now on."""
+    global _mode
+    if mode not in ("eager", "compiled"):
+        from recal.errors import InvalidOptionError
+
+        raise InvalidOptionError(f"unknown kernel mode {mode!r}; valid choices: ['eager', 'compiled']")
+    _mode = "eager" if _forced_eager else mode
+
+
+def kernels_enabled() -> bool:
+    """True when recal's compiled kernels are in use."""
+    return _mode == "compiled"
+
+
+@contextlib.contextmanager
+def compiled_kernels(enabled: bool = True) -> Iterator[None]:
+    """Temporarily switch compiled kernels on (or off)."""
+    previous = _mode
+    set_kernels("compiled" if enabled else "eager")
+    try:
+        yield
+    finally:
+        set_kernels(previous)
+
+
+def fast_kernel(fn: F) -> F:
+    """Make ``fn`` dispatch to ``torch.compile(fn)`` while compiled kernels are enabled.
+
+    The eager definition stays reachable as ``wrapper.eager`` (tests compare the
+    two). A compile failure is reported once and that kernel runs eagerly after.
+    """
+    compiled: Callable | None = None
+    failed = False
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        nonlocal compiled, failed
+        if _mode != "compiled" or failed or torch.compiler.is_compiling():
+            return fn(*args, **kwargs)
+        if compiled is None:
+            compiled = torch.compile(fn, fullgraph=True)
+        try:
+            return compiled(*args, **kwargs)
+        except Exception as error:  # an inductor/toolchain failure must not kill a week-long run
+            failed = True
+            warnings.warn(f"recal: compiling {fn.__qualname__} failed ({type(error).__name__}: {error}); "
+                          "running it eagerly from now on (RECAL_KERNELS=eager silences this)", stacklevel=2)
+            return fn(*args, **kwargs)
+
+    wrapper.eager = fn  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
