@@ -1,10 +1,11 @@
 """recal's model catalogue: recalibration modules, backbones and their factory.
 
 Public face: :func:`create_model`, :func:`create_recalibration`,
-:func:`create_conv`, :func:`no_weight_decay_parameters`, :class:`BackboneConfig`.
+:func:`create_conv`, :func:`fuse`, :func:`no_weight_decay_parameters`, :class:`BackboneConfig`.
 """
 
 from recal.models.config import BackboneConfig
+from recal.models.fuse import fuse
 from recal.models.gate import ChannelGate
 from recal.models.param_groups import no_weight_decay_parameters
 from recal.models.registry import create_conv, create_model, create_recalibration, model_names
@@ -15,6 +16,7 @@ __all__ = [
     "create_conv",
     "create_model",
     "create_recalibration",
+    "fuse",
     "model_names",
     "no_weight_decay_parameters",
 ]

@@ -49,8 +49,11 @@ def conv_out(size: int | None, kernel: int, stride: int, padding: int) -> int | 
     return None if size is None else (size + 2 * padding - kernel) // stride + 1
 
 
-def apply_gate(gate: nn.Module | None, out: Tensor, shortcut: Tensor) -> Tensor:
-    """Recalibrate the residual output: gates that read the shortcut get it too."""
-    if gate is None:
-        return out
-    return gate(out, shortcut) if getattr(gate, "takes_shortcut", False) else gate(out)
+def gated_residual(gate: nn.Module, out: Tensor, identity: Tensor, relu: bool) -> Tensor:
+    """``relu?(gate(out) + identity)`` — the end of a recalibrated residual block.
+
+    Gates that read the shortcut get it too; the gate module itself adds the
+    residual (and applies the ReLU) so that it can fuse them with its rescale.
+    """
+    shortcut = identity if getattr(gate, "takes_shortcut", False) else None
+    return gate(out, shortcut, residual=identity, relu=relu)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from recal.models.blocks import BlockContext, GateFactory, apply_gate, conv1x1, conv3x3
+from recal.models.blocks import BlockContext, GateFactory, conv1x1, conv3x3, gated_residual
 from recal.models.resnet import BasicBlock, init_weights
 
 
 class PreActBottleneck(nn.Module):
     """BN-ReLU-conv1×1 → BN-ReLU-conv3×3 → BN-ReLU-conv1×1; gate after conv3."""
+
+    fusible_pairs = (("conv1", "bn2"), ("conv2", "bn3"))  # bn1 reads the block input
 
     expansion = 4
 
@@ -46,11 +48,13 @@ class PreActBottleneck(nn.Module):
         out = self.conv1(pre)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
-        return apply_gate(self.gate, out, identity) + identity
+        return out + identity if self.gate is None else gated_residual(self.gate, out, identity, relu=False)
 
 
 class WideBasicBlock(nn.Module):
     """BN-ReLU-conv3×3 → BN-ReLU-(dropout)-conv3×3; gate after conv2."""
+
+    fusible_pairs = (("conv1", "bn2"),)  # bn1 reads the block input
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, make_gate: GateFactory | None = None,
                  spatial_size: int | None = None, dropout: float = 0.0, widen_factor: int = 1) -> None:
@@ -70,7 +74,7 @@ class WideBasicBlock(nn.Module):
         identity = x if self.shortcut is None else self.shortcut(pre)
         out = self.conv1(pre)
         out = self.conv2(self.dropout(self.relu(self.bn2(out))))
-        return apply_gate(self.gate, out, identity) + identity
+        return out + identity if self.gate is None else gated_residual(self.gate, out, identity, relu=False)
 
 
 class CifarResNet(nn.Module):
@@ -79,6 +83,8 @@ class CifarResNet(nn.Module):
     ``preactivation`` networks end with BN-ReLU before pooling; post-activation
     ones have BN-ReLU in the stem.
     """
+
+    fusible_pairs = (("conv1", "bn1"),)  # an Identity in pre-activation nets
 
     def __init__(self, make_block, widths: tuple[int, int, int], blocks: int, num_classes: int,
                  stem_width: int = 16, preactivation: bool = False, input_size: int | None = 32, expansion: int = 1) -> None:

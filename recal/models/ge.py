@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
+from recal.models.functional import fast_kernel
 from recal.models.gate import ChannelGate
 
 GEVariant = Literal["theta_minus", "theta", "theta_plus"]
@@ -51,6 +52,15 @@ def _check_options(variant: str, extent: int | str, spatial_size: int | None) ->
             f"GE variant {variant!r} with global extent needs the feature-map size (spatial_size, "
             "derived from the backbone's input_size)"
         )
+
+
+@fast_kernel
+def global_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """A depthwise convolution whose kernel covers the whole map, as the (N, C) dot products
+    it is: z_nc = Σ_hw x_nchw · w_chw + b_c (one fused reduction when compiled; CPU depthwise
+    convolutions with 56×56 kernels are slow)."""
+    z = torch.einsum("nchw,chw->nc", x, weight[:, 0].to(x.dtype))
+    return z if bias is None else z + bias.to(z.dtype)
 
 
 class GatherExcite(ChannelGate):
@@ -108,6 +118,11 @@ class GatherExcite(ChannelGate):
             if self.extent == "global":
                 return torch.sigmoid(x.mean(dim=(2, 3)))
             g = F.avg_pool2d(x, self.extent, self.extent, ceil_mode=True, count_include_pad=False)
+        elif self.extent == "global":
+            conv, bn = self.gather
+            g = bn(global_depthwise(x, conv.weight, conv.bias)[:, :, None, None])
+            if self.variant == "theta_plus":
+                g = self.mlp(g)
         else:
             g = self.gather(x)
             if self.variant == "theta_plus":

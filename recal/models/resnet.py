@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from recal.models.blocks import BlockContext, ConvFactory, GateFactory, apply_gate, conv1x1, conv3x3, conv_out
+from recal.models.blocks import BlockContext, ConvFactory, GateFactory, conv1x1, gated_residual, conv3x3, conv_out
 
 
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions; the gate sits after bn2."""
+
+    fusible_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     expansion = 1
 
@@ -48,12 +50,15 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out = apply_gate(self.gate, out, identity)
-        return self.relu(out + identity)
+        if self.gate is None:
+            return self.relu(out + identity)
+        return gated_residual(self.gate, out, identity, relu=True)
 
 
 class Bottleneck(nn.Module):
     """1×1 → 3×3 (grouped, or a conv replacement) → 1×1; the gate sits after bn3."""
+
+    fusible_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     expansion = 4
 
@@ -92,8 +97,9 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out = apply_gate(self.gate, out, identity)
-        return self.relu(out + identity)
+        if self.gate is None:
+            return self.relu(out + identity)
+        return gated_residual(self.gate, out, identity, relu=True)
 
 
 def _deep_stem(width: int, out: int) -> nn.Sequential:
@@ -113,6 +119,8 @@ def _downsample(inplanes: int, outplanes: int, stride: int, avg_down: bool) -> n
 
 class ResNet(nn.Module):
     """ResNet / ResNeXt with pluggable recalibration (gate) and 3×3 replacement (conv)."""
+
+    fusible_pairs = (("conv1", "bn1"),)
 
     def __init__(
         self,

@@ -46,17 +46,30 @@ def test_masking_a_channel_zeroes_exactly_that_channel(name: str, options: dict,
 
 @pytest.mark.parametrize("name, size", [("srm_resnet18", 32), ("se_cifar_resnet20", 8), ("cmpe_se_preact_resnet164", 8), ("ge_wrn16_2", 8)])
 def test_mask_zeroes_the_residual_branch_inside_a_model(name: str, size: int, randomize) -> None:
-    model = create_model(name, 10, input_size=size)
-    gates = [m for m in model.modules() if isinstance(m, ChannelGate)]
-    target = randomize(gates[len(gates) // 2])
-    target.channel_mask[3] = 0.0
-    outputs: list[Tensor] = []
-    target.register_forward_hook(lambda m, args, out: outputs.append(out))
+    """Inside a block the gated residual is fused with the addition (and ReLU): a masked
+    channel of the block's output is exactly its shortcut (post-activation: relu of it)."""
+    model = create_model(name, 10, input_size=size).eval()
+    blocks = [m for m in model.modules() if isinstance(getattr(m, "gate", None), ChannelGate)]
+    block = blocks[len(blocks) // 2]
+    randomize(block.gate)
+    block.gate.channel_mask[3] = 0.0
+    seen: list[tuple[Tensor, Tensor]] = []
+    block.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
     with torch.no_grad():
-        model.eval()(torch.randn(2, 3, size, size))
-    (out,) = outputs
-    assert torch.count_nonzero(out[:, 3]) == 0
-    assert torch.count_nonzero(out[:, 2]) > 0 and torch.count_nonzero(out[:, 4]) > 0
+        model(torch.randn(2, 3, size, size))
+        (x, out), = seen
+        shortcut = getattr(block, "downsample", None) or getattr(block, "shortcut", None)
+        if shortcut is None:
+            identity = x
+        elif hasattr(block, "downsample"):
+            identity = shortcut(x)
+        else:  # pre-activation blocks project the pre-activated input
+            identity = shortcut(block.relu(block.bn1(x)))
+    post_activation = hasattr(block, "downsample")
+    expected = torch.relu(identity[:, 3]) if post_activation else identity[:, 3]
+    assert torch.equal(out[:, 3], expected)
+    other = torch.relu(identity[:, 2]) if post_activation else identity[:, 2]
+    assert not torch.equal(out[:, 2], other)
 
 
 def test_gate_hook_sees_the_gate_and_can_be_removed(randomize) -> None:

@@ -78,11 +78,14 @@ def test_preactivation_gate_sits_after_the_last_conv(name: str, block_index: int
     seen: dict[str, Tensor] = {}
     last_conv.register_forward_hook(lambda m, args, out: seen.update(conv=out.clone()))
     block.gate.register_forward_hook(lambda m, args, out: seen.update(gate_in=args[0].clone(), gate_out=out.clone()))
+    block.gate.register_gate_hook(lambda m, g: seen.update(gate=g.clone()))
     x = torch.randn(2, last_conv.out_channels, 8, 8)
     with torch.no_grad():
         out = block(x)
     assert torch.equal(seen["gate_in"], seen["conv"])
-    torch.testing.assert_close(out, seen["gate_out"] + x)  # no activation after the addition
+    # the gate module adds the residual itself (fused); no activation after the addition
+    assert torch.equal(out, seen["gate_out"])
+    torch.testing.assert_close(out, seen["conv"] * seen["gate"][:, :, None, None] + x)
 
 
 @pytest.mark.parametrize(

@@ -72,11 +72,14 @@ def test_gate_sits_after_the_last_bn_before_the_addition(prefix: str, arch: str,
     seen: dict[str, Tensor] = {}
     getattr(block, last_bn).register_forward_hook(lambda m, args, out: seen.update(bn=out.clone()))
     block.gate.register_forward_hook(lambda m, args, out: seen.update(gate_in=args[0].clone(), gate_out=out.clone()))
+    block.gate.register_gate_hook(lambda m, g: seen.update(gate=g.clone()))
     x = torch.randn(2, block.conv1.in_channels, 4, 4)
     with torch.no_grad():
         out = block(x)
     assert torch.equal(seen["gate_in"], seen["bn"])
-    torch.testing.assert_close(out, torch.relu(seen["gate_out"] + x))
+    # the gate module adds the shortcut and applies the ReLU itself (one fused kernel)
+    assert torch.equal(out, seen["gate_out"])
+    torch.testing.assert_close(out, torch.relu(seen["bn"] * seen["gate"][:, :, None, None] + x))
 
 
 def test_gated_channels_of_resnet50() -> None:

@@ -1,0 +1,58 @@
+"""Target 1 of the performance issue: recal's SRM / SE / GE modules, forward + backward,
+against the official / timm formulations at the four ResNet-50 stage shapes (batch 8).
+
+    python benchmarks/bench_modules.py [--threads 2] [--repeats 7] [--kernels compiled|eager]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from benchmarks.baselines import OfficialGE, OfficialSRM, TimmSE
+from benchmarks.timing import Row, interleaved_medians, print_table
+from recal.models import create_recalibration
+from recal.models.functional import set_kernels
+
+SHAPES = [(8, 256, 56, 56), (8, 512, 28, 28), (8, 1024, 14, 14), (8, 2048, 7, 7)]
+GOALS = {"srm": (2.0, 2.0, 2.0, 1.3), "se": (1.0,) * 4, "ge": (1.0,) * 4}
+
+
+def train_step(module: torch.nn.Module, x: torch.Tensor):
+    def run() -> None:
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        module(x).sum().backward()
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--kernels", choices=["compiled", "eager"], default="compiled")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_kernels(args.kernels)
+    rows = []
+    for name in ("srm", "se", "ge"):
+        for i, shape in enumerate(SHAPES):
+            n, c, h, w = shape
+            x = torch.randn(shape, requires_grad=True)
+            if name == "srm":
+                baseline, ours = OfficialSRM(c), create_recalibration("srm", c)
+            elif name == "se":
+                baseline, ours = TimmSE(c), create_recalibration("se", c)
+            else:
+                baseline, ours = OfficialGE(c, h), create_recalibration("ge", c, spatial_size=h)
+            times = interleaved_medians({"base": train_step(baseline, x), "ours": train_step(ours, x)}, args.repeats)
+            ratio = times["base"] / times["ours"]
+            goal = GOALS[name][i]
+            rows.append(Row(f"{name.upper()} fwd+bwd {n}×{c}×{h}×{w}", 1e3 * times["base"], 1e3 * times["ours"],
+                            ratio, f"≥ {goal:.2f}× faster", ratio >= goal))
+    print_table(f"Recalibration modules, forward + backward (kernels: {args.kernels})", rows)
+
+
+if __name__ == "__main__":
+    main()

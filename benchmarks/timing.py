@@ -1,0 +1,60 @@
+"""Side-by-side timing: interleaved repetitions, medians, ratios against a baseline.
+
+Every benchmark in this folder measures its baseline in the same process, in
+the same loop, alternating with the candidates, so that machine noise hits both
+alike; it reports the ratio of medians and a PASS/FAIL against its target.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+def machine() -> str:
+    """A one-line description of where the numbers come from."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    return f"{platform.processor() or platform.machine()}; {device}; torch {torch.__version__}"
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each function, calls alternating between them."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+@dataclass
+class Row:
+    """One line of a benchmark table."""
+
+    target: str
+    baseline_ms: float
+    candidate_ms: float
+    ratio: float
+    goal: str
+    passed: bool
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    """Markdown table with one PASS/FAIL per target, and the machine."""
+    print(f"\n### {title}\n\nmachine: {machine()}\n")
+    print("| target | baseline ms | recal ms | ratio | goal | result |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.target} | {r.baseline_ms:.2f} | {r.candidate_ms:.2f} | {r.ratio:.2f} | {r.goal} | {'PASS' if r.passed else 'FAIL'} |")
