@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from recal.errors import NonFiniteLossError
 from recal.models import BackboneConfig
 from recal.models.param_groups import NoDecayScope
+from recal.tasks.kernels import KernelChoice, choose_kernels
 from recal.tasks.optim import default_optimizer, parameter_groups, with_warmup
 
 
@@ -56,6 +57,9 @@ class ClassificationTask(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         mixup_alpha: Beta(α, α) mixup; 0 turns it off.
         val_set_names: metric prefix per validation dataloader (test: val → test).
+        kernels: recal's compiled kernels: "compiled", "eager", or "auto" — compiled
+            when the fit runs at least 2,000 steps (to repay the one-time compile)
+            and this machine can compile; ``RECAL_KERNELS=eager`` overrides.
         seed: seeds mixup's generator together with the global step.
     """
 
@@ -70,6 +74,7 @@ class ClassificationTask(L.LightningModule):
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         val_set_names: Sequence[str] = ("val", "val_in"),
+        kernels: KernelChoice = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -145,6 +150,9 @@ class ClassificationTask(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return self(batch[0]).softmax(dim=1)
+
+    def on_fit_start(self) -> None:
+        choose_kernels(self.hparams.kernels, self.trainer.estimated_stepping_batches, self.device.type)
 
     # ----------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> Any:

@@ -1,0 +1,50 @@
+"""Target 3 of the performance issue: inference after ``recal.models.fuse``. Fused SRM-ResNet-50
+eval throughput against the equally fused plain ResNet-50 (goal: time ratio ≤ 1.03).
+
+    python -m benchmarks.bench_fuse [--threads 2] [--repeats 7] [--batch 8] [--kernels compiled]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from benchmarks.timing import Row, interleaved_medians, print_table
+from recal.models import create_model, fuse
+from recal.models.functional import set_kernels
+
+
+def inference(model: torch.nn.Module, batch: int, size: int):
+    x = torch.randn(batch, 3, size, size)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--kernels", choices=["compiled", "eager"], default="compiled")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_kernels(args.kernels)
+    models = {name: fuse(create_model(name)) for name in ("resnet50", "srm_resnet50", "se_resnet50")}
+    times = interleaved_medians({n: inference(m, args.batch, args.size) for n, m in models.items()}, args.repeats)
+    base = times.pop("resnet50")
+    goals = {"srm_resnet50": 1.03, "se_resnet50": None}
+    rows = []
+    for name, t in times.items():
+        goal = goals[name]
+        rows.append(Row(f"fused {name} eval (batch {args.batch}) / fused resnet50", 1e3 * base, 1e3 * t, t / base,
+                        f"≤ {goal:.2f}" if goal else "(report)", goal is None or t / base <= goal))
+    print_table(f"Fused inference (kernels: {args.kernels})", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Fast paths against their readable references (performance issue, targets 3–5).
+
+- compiled kernels (inductor) = the eager definitions, in float64 to 1e-10 relative
+  (outputs, input gradients, parameter gradients); the float32 difference is printed;
+- every module traces with ``torch.compile(fullgraph=True)`` (aot_eager: no C++ build),
+  also while recal's own compiled kernels are switched on;
+- channels_last and bf16 autocast;
+- ``fuse`` keeps the function (1e-10 in float64) and removes the BatchNorms it can.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from recal.models import ChannelGate, create_conv, create_model, create_recalibration, fuse
+from recal.models.functional import compiled_kernels, kernels_enabled, set_kernels
+from recal.tasks.kernels import choose_kernels
+
+C, H = 32, 6
+MODULES = {
+    "se": lambda: create_recalibration("se", C),
+    "srm": lambda: create_recalibration("srm", C),
+    "srm_all_mlp": lambda: create_recalibration("srm", C, pooling=("avg", "std", "max"), integration="mlp"),
+    "ge_theta": lambda: create_recalibration("ge", C, spatial_size=H),
+    "ge_theta_plus_2": lambda: create_recalibration("ge", C, variant="theta_plus", extent=2),
+    "ge_theta_minus": lambda: create_recalibration("ge", C, variant="theta_minus"),
+    "cmpe_se_pair_1x1": lambda: create_recalibration("cmpe_se", C, variant="pair_1x1", maps=2),
+    "cmpe_se_folded": lambda: create_recalibration("cmpe_se", C, variant="folded_3x3", maps=2, fold=8),
+    "eca": lambda: create_recalibration("eca", C),
+    "sk": lambda: create_conv("sk", 64, 64, 1, 32),
+    "splat": lambda: create_conv("splat", 64, 64, 2, 1),
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    # Gate modules share one forward code object; compiling many instances in one process
+    # would hit dynamo's per-code recompile limit, which fullgraph=True turns into an error.
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+    set_kernels("eager")
+
+
+def _inputs(name: str, dtype=torch.float32) -> tuple[Tensor, ...]:
+    channels = 64 if name in ("sk", "splat") else C
+    x = torch.randn(4, channels, H, H, dtype=dtype, requires_grad=True)
+    if name.startswith("cmpe"):
+        return x, torch.randn(4, channels, H, H, dtype=dtype)
+    return (x,)
+
+
+def _randomized(module: nn.Module, randomize) -> nn.Module:
+    return randomize(module).train()
+
+
+def _relative(a: Tensor, b: Tensor) -> float:
+    """Max abs difference relative to the reference's scale. A gradient that is zero in exact
+    arithmetic (a bias followed by train-mode BatchNorm) is rounding noise on both sides:
+    measure it against 1 instead."""
+    scale = b.abs().max()
+    noise = 1e-9 if b.dtype == torch.float64 else 1e-4
+    return ((a - b).abs().max() / (scale if scale > noise else 1.0)).item()
+
+
+def _forward_backward(module: nn.Module, *inputs: Tensor, residual: Tensor | None = None):
+    module.zero_grad(set_to_none=True)
+    x = inputs[0].detach().requires_grad_()
+    if isinstance(module, ChannelGate):
+        out = module(x, *inputs[1:], residual=residual, relu=residual is not None)
+    else:
+        out = module(x, *inputs[1:])
+    out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
+    return out.detach(), x.grad, [p.grad.clone() for p in module.parameters() if p.grad is not None]
+
+
+def test_compiled_kernels_equal_the_eager_definitions(randomize) -> None:
+    """The one inductor test: style_pool, rescale, rescale_add and GE's gather, float64 and float32."""
+    report = []
+    for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, None)):
+        for name in ("srm", "ge_theta"):
+            module = _randomized(MODULES[name](), randomize).to(dtype)
+            (x,) = _inputs(name, dtype)
+            residual = torch.randn_like(x)
+            for res in (None, residual):
+                state = {k: v.clone() for k, v in module.state_dict().items()}
+                reference = _forward_backward(module, x, residual=res)
+                module.load_state_dict(state)  # BN running stats moved; start both paths alike
+                with compiled_kernels():
+                    fast = _forward_backward(module, x, residual=res)
+                module.load_state_dict(state)
+                diffs = [_relative(fast[0], reference[0]), _relative(fast[1], reference[1]),
+                         *(_relative(f, r) for f, r in zip(fast[2], reference[2]))]
+                report.append(f"{name} {dtype} residual={res is not None}: max rel diff {max(diffs):.2e}")
+                if tolerance is not None:
+                    assert max(diffs) < tolerance, report[-1]
+    print("\n".join(report))  # the float32 differences, reported beside the float64 check
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_every_module_compiles_without_graph_breaks(name: str, randomize) -> None:
+    module = _randomized(MODULES[name](), randomize).eval()
+    inputs = _inputs(name)
+    expected = module(*inputs)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*inputs), expected)
+    with compiled_kernels():  # recal's own kernels step aside while dynamo traces
+        torch.testing.assert_close(torch.compile(module, fullgraph=True, backend="aot_eager")(*inputs), expected)
+
+
+def test_a_whole_gated_network_compiles_without_graph_breaks() -> None:
+    model = create_model("srm_cifar_resnet20", 10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(torch.compile(model, fullgraph=True, backend="aot_eager")(x), model(x))
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_channels_last_gives_the_same_result(name: str, randomize) -> None:
+    module = _randomized(MODULES[name](), randomize).eval()
+    inputs = _inputs(name)
+    expected = module(*inputs)
+    last = tuple(t.contiguous(memory_format=torch.channels_last) for t in inputs)
+    torch.testing.assert_close(module.to(memory_format=torch.channels_last)(*last), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_bf16_autocast_runs_and_stays_finite(name: str, randomize) -> None:
+    module = _randomized(MODULES[name](), randomize).train()
+    x, *rest = _inputs(name)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(x.to(torch.bfloat16), *(r.to(torch.bfloat16) for r in rest))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    out.float().sum().backward()
+
+
+@pytest.mark.parametrize("name", ["srm_resnet50", "ge_resnet50", "se_resnet18", "srm_preact_resnet164",
+                                  "srm_wrn16_2", "sknet50", "resnest50", "cmpe_se_cifar_resnet20"])
+def test_fuse_keeps_the_function_in_float64(name: str, randomize) -> None:
+    size = 64
+    model = randomize(create_model(name, 10, input_size=size), scale=0.2).double().eval()
+    fused = fuse(model)
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        assert _relative(fused(x), model(x)) < 1e-10
+    bns = lambda m: sum(isinstance(q, nn.BatchNorm2d) for q in m.modules())  # noqa: E731
+    assert bns(fused) < bns(model)
+    if name in ("srm_resnet50", "ge_resnet50", "se_resnet18", "cmpe_se_cifar_resnet20"):
+        assert bns(fused) == 0
+    assert not any(type(m).__name__ == "SRM" for m in fused.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the input model is untouched
+
+
+def test_fused_srm_keeps_the_channel_mask(randomize) -> None:
+    model = randomize(create_model("srm_cifar_resnet20", 10), scale=0.2).eval()
+    gate = next(m for m in model.modules() if isinstance(m, ChannelGate))
+    gate.channel_mask[1] = 0
+    fused_gate = next(m for m in fuse(model).modules() if isinstance(m, ChannelGate))
+    assert torch.equal(fused_gate.channel_mask, gate.channel_mask)
+
+
+def test_eager_mode_never_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_kernels("eager")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.compile called in eager mode")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    create_model("srm_cifar_resnet20", 10)(torch.randn(2, 3, 32, 32)).sum().backward()
+
+
+def test_auto_kernels_compile_only_long_fits() -> None:
+    try:
+        assert choose_kernels("auto", steps=50, device_type="cpu") == "eager" and not kernels_enabled()
+        assert choose_kernels("eager", steps=10**6, device_type="cpu") == "eager"
+        long_fit = choose_kernels("auto", steps=10**5, device_type="cpu")
+        assert long_fit in ("compiled", "eager") and kernels_enabled() == (long_fit == "compiled")
+    finally:
+        set_kernels("eager")
