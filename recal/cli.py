@@ -9,6 +9,7 @@ refuses an existing config.yaml and each run takes a new version folder.
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Sequence
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from recal.callbacks import InterruptCheckpoint, SkippedImagesReport
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
 from recal.errors import UserError
@@ -36,6 +39,8 @@ class RecalCLI(LightningCLI):
             "checkpoint.save_last": True,
             "checkpoint.save_top_k": 1,
         })
+        parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
+        parser.add_lightning_class_args(SkippedImagesReport, "skipped_images")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -63,6 +68,21 @@ def trainer_defaults() -> dict:
     }
 
 
+def find_user_error(error: BaseException | None) -> UserError | None:
+    """The :class:`UserError` behind ``error``, if any.
+
+    jsonargparse re-raises an error from a model's or datamodule's ``__init__`` as
+    a ValueError of its own; the user's mistake is in its ``__cause__`` chain.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def create_cli(args: Sequence[str] | None = None, run: bool = True) -> RecalCLI:
     """Parse ``args`` (with a subcommand when ``run``) and instantiate trainer, model and data."""
     argv = resolve_config_args(list(sys.argv[1:] if args is None else args))
@@ -88,7 +108,13 @@ def main(args: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     try:
         create_cli(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (UserError, ValueError) as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         return 2
+    except SIGTERMException:
+        print("stopped by SIGTERM; the run's checkpoints/interrupted.ckpt resumes it (--ckpt_path)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0

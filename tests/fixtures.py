@@ -27,7 +27,9 @@ __all__ = [
     "write_cifar10",
     "write_cifar100",
     "write_corrupt_image",
+    "write_dtd",
     "write_image_folder",
+    "write_office_home",
     "write_svhn",
     "write_truncated_jpeg",
 ]

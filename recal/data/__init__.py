@@ -7,9 +7,12 @@ order and augmentation are a pure function of (seed, epoch, index) for exact res
 
 from recal.data.base import ClassificationDataModule
 from recal.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from recal.data.dtd import DTDDataModule
 from recal.data.embedded import DigitsDataModule
 from recal.data.imagenet import ImageFolderDataModule, ImageNetDataModule, StylizedImageNetDataModule
 from recal.data.images import IMAGE_EXTENSIONS, RobustImageFolder, load_rgb
+from recal.data.office_home import DomainBalancedSampler, OfficeHomeDataModule
+from recal.data.resumable import ResumableDataLoader
 from recal.data.sampling import EpochSeededSampler, SeededTransformDataset
 from recal.data.svhn import SVHNDataModule
 
@@ -17,11 +20,15 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassificationDataModule",
+    "DTDDataModule",
     "DigitsDataModule",
+    "DomainBalancedSampler",
     "EpochSeededSampler",
     "IMAGE_EXTENSIONS",
     "ImageFolderDataModule",
     "ImageNetDataModule",
+    "OfficeHomeDataModule",
+    "ResumableDataLoader",
     "RobustImageFolder",
     "SVHNDataModule",
     "SeededTransformDataset",

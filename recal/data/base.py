@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from recal.data.resumable import ResumableDataLoader
 from recal.data.sampling import EpochSeededSampler, SeededTransformDataset
 from recal.errors import InvalidOptionError
 
@@ -111,8 +112,8 @@ class ClassificationDataModule(L.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
-    def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: Dataset, loader_class: type[DataLoader] = DataLoader, **kwargs: Any) -> DataLoader:
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
@@ -141,7 +142,13 @@ class ClassificationDataModule(L.LightningDataModule):
                 f"{sampler.num_replicas * self.interleave_ranks} rank(s), fewer than one batch of "
                 f"data.batch_size={self.batch_size}; with drop_last no training step would run. "
                 f"Lower data.batch_size to at most {max(per_rank, 1)}")
-        return self._loader(self.train_set, sampler=sampler, drop_last=True)
+        return self._loader(self.train_set, ResumableDataLoader, sampler=sampler, drop_last=True,
+                            batches_completed=self._batches_completed)
+
+    def _batches_completed(self) -> int:
+        """Training batches finished in the current epoch (what a mid-epoch checkpoint must skip)."""
+        trainer = self.trainer
+        return 0 if trainer is None else trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """One loader, or one per validation set (names in :attr:`val_names`) when there are several."""

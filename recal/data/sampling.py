@@ -65,6 +65,12 @@ class EpochSeededSampler(DistributedSampler):
                     f"interleave_ranks={interleave_ranks} needs the per-rank batch_size (got {batch_size})")
         self.interleave_ranks = interleave_ranks
         self.batch_size = batch_size
+        self._resume: tuple[int, int] | None = None  # (epoch, samples already consumed)
+
+    def resume_at(self, epoch: int, samples_done: int) -> None:
+        """Continue ``epoch`` after its first ``samples_done`` samples (a mid-epoch resume)."""
+        self.set_epoch(epoch)
+        self._resume = (epoch, samples_done)
 
     def _rank_samplers(self) -> list[DistributedSampler]:
         samplers = [DistributedSampler(self.dataset, num_replicas=self.interleave_ranks, rank=r,
@@ -88,7 +94,11 @@ class EpochSeededSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        return iter([(epoch, i) for i in self.indices()])
+        indices = self.indices()
+        if self._resume is not None and self._resume[0] == epoch:
+            indices = indices[self._resume[1]:]
+        self._resume = None
+        return iter([(epoch, i) for i in indices])
 
     def __len__(self) -> int:
         if self.interleave_ranks == 1:

@@ -23,9 +23,10 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from recal.errors import NonFiniteLossError
+from recal.errors import InvalidOptionError, NonFiniteLossError
 from recal.models import BackboneConfig
 from recal.models.param_groups import NoDecayScope
+from recal.tasks.checkpoints import check_checkpoint_fits
 from recal.tasks.kernels import KernelChoice, choose_kernels
 from recal.tasks.optim import default_optimizer, parameter_groups, with_warmup
 
@@ -113,6 +114,7 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
+        self.check_batch_size(x.shape[0])
         if self.hparams.mixup_alpha > 0:
             x, y, y2, lam = self.mixup(x, y)
             loss = self.training_loss(self(x), y, y2, lam)
@@ -124,6 +126,13 @@ class ClassificationTask(L.LightningModule):
         self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
         return loss
 
+    def check_batch_size(self, size: int) -> None:
+        """BatchNorm (in the backbone and in SRM/GE gates) cannot train on one sample per device."""
+        if size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+            raise InvalidOptionError(
+                f"a training batch of {size} sample: BatchNorm layers (backbone and SRM/GE gate scores) need at "
+                "least 2 samples per device in training; raise data.batch_size (it is per device)")
+
     def check_finite(self, loss: Tensor) -> None:
         """Stop with the step and the loss when training diverges."""
         if not torch.isfinite(loss):
@@ -131,6 +140,13 @@ class ClassificationTask(L.LightningModule):
                 f"non-finite training loss {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}); the last good checkpoint is kept"
             )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        path = self.trainer.ckpt_path if self._trainer is not None else None
+        backbone = self.hparams.backbone  # Lightning stores the dataclass as a dict
+        name = backbone["name"] if isinstance(backbone, dict) else backbone.name
+        description = f"{name} with {self.hparams.num_classes} classes"
+        check_checkpoint_fits(self.state_dict(), checkpoint, path, description)
 
     # ---------------------------------------------------------------- evaluation
     def _evaluate(self, batch: Any, set_name: str) -> None:
@@ -151,7 +167,9 @@ class ClassificationTask(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return self(batch[0]).softmax(dim=1)
 
-    def on_fit_start(self) -> None:
+    def on_train_start(self) -> None:
+        # not on_fit_start: estimated_stepping_batches builds the train loader, and built before
+        # Lightning restores a checkpoint's loop state, the loader would miss its mid-epoch position
         choose_kernels(self.hparams.kernels, self.trainer.estimated_stepping_batches, self.device.type)
 
     # ----------------------------------------------------------------- optimiser

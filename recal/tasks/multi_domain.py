@@ -128,9 +128,13 @@ class MultiDomainTask(ClassificationTask):
 
     def _log_domain_metrics(self, stage: str) -> None:
         names = self.hparams.val_set_names if stage == "val" else list(map(test_set_name, self.hparams.val_set_names))
+        sanity = self._trainer is not None and self.trainer.sanity_checking
         for set_name in names:
             per_domain = self.domain_metrics[set_name]
-            if not any(m["acc1"].update_called for m in per_domain.values()):
+            if sanity or not any(m["acc1"].update_called for m in per_domain.values()):
+                # the sanity check's few batches miss whole domains, and Lightning drops its logs anyway
+                for metrics in per_domain.values():
+                    metrics.reset()
                 continue
             means: dict[str, list[Tensor]] = {}
             for name, metrics in per_domain.items():

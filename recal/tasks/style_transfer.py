@@ -181,7 +181,7 @@ class StyleTransferTask(L.LightningModule):
         self.loss_net: Optional[VGG16Features] = None
         self.style_grams: Optional[dict[str, Tensor]] = None
         self.val_losses = nn.ModuleDict({name: MeanMetric() for name in LOSS_NAMES})
-        self._grid_batch: Optional[tuple[Tensor, Tensor]] = None
+        self._grid: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, images: Tensor) -> Tensor:
         """Stylise a 0–255 batch (any size; output clamped to 0–255, same size)."""
@@ -239,14 +239,15 @@ class StyleTransferTask(L.LightningModule):
         for name, value in self.losses(output, content).items():
             self.val_losses[name].update(value, weight=content.shape[0])
             self.log(f"val/{name}", self.val_losses[name], prog_bar=name == "loss")
-        if batch_idx == 0:
-            self._grid_batch = (content.detach().cpu(), output.detach().clamp(0, 255).cpu())
+        # The validation set is the few grid images (data.val_images): keep them all for the grid.
+        self._grid.append((content.detach().cpu(), output.detach().clamp(0, 255).cpu()))
 
     def on_validation_epoch_end(self) -> None:
-        if self._grid_batch is None or not self.trainer.is_global_zero:
+        grid_batches, self._grid = self._grid, []
+        if not grid_batches or not self.trainer.is_global_zero:
             return
-        content, output = self._grid_batch
-        self._grid_batch = None
+        content = torch.cat([c for c, _ in grid_batches])
+        output = torch.cat([o for _, o in grid_batches])
         folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "images"
         folder.mkdir(parents=True, exist_ok=True)
         # Row 1 the content crops, row 2 their stylisations.

@@ -1,0 +1,50 @@
+"""Compare a checkpoint's weights with the model they are about to load into.
+
+Lightning's own strict load fails with a page-long ``RuntimeError`` listing
+every mismatching tensor; a user who passed the wrong ``--ckpt_path`` needs one
+line: which file, which model, and the first few differences.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import Tensor
+
+from recal.errors import CheckpointMismatchError
+
+
+def _listed(keys: list[str], limit: int = 3) -> str:
+    return ", ".join(keys[:limit]) + (f" … (+{len(keys) - limit})" if len(keys) > limit else "")
+
+
+def state_dict_differences(own: Mapping[str, Tensor], theirs: Mapping[str, Tensor]) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches of ``theirs`` against ``own``, as phrases."""
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    shapes = [f"{k}: file {tuple(theirs[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in theirs and theirs[k].shape != own[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} key(s) missing from the file: {_listed(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {_listed(shapes, 2)}")
+    return parts
+
+
+def check_checkpoint_fits(own: Mapping[str, Tensor], checkpoint: Mapping[str, Any], path: str | None,
+                          model_description: str) -> None:
+    """Raise :class:`CheckpointMismatchError` when ``checkpoint`` cannot resume this model."""
+    differences = state_dict_differences(own, checkpoint.get("state_dict", {}))
+    if not differences:
+        return
+    saved = checkpoint.get("hyper_parameters", {})
+    backbone = saved.get("backbone")
+    origin = ""
+    if backbone is not None or "num_classes" in saved:
+        name = getattr(backbone, "name", None) or (backbone.get("name") if isinstance(backbone, dict) else None)
+        origin = f" (it was saved from {name or 'another model'} with {saved.get('num_classes', '?')} classes)"
+    raise CheckpointMismatchError(
+        f"checkpoint {path or '<given>'} does not fit {model_description}{origin}: " + "; ".join(differences))

@@ -1,0 +1,34 @@
+"""Test-only callbacks, loaded by class path in ``cli.py`` runs (``--trainer.callbacks+=...``)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+
+class StepMarker(L.Callback):
+    """Print ``STEP <global_step>`` after every training batch (a kill test waits for it)."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        print(f"STEP {trainer.global_step}", flush=True)
+
+
+class InjectNaN(L.Callback):
+    """Turn the inputs of the training batch at global step ``at_step`` into NaN."""
+
+    def __init__(self, at_step: int = 3) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.at_step:
+            batch[0].fill_(float("nan"))
+
+
+class SlowSteps(L.Callback):
+    """Sleep a little after each batch, so a signal lands mid-epoch on a fast machine too."""
+
+    def on_train_batch_end(self, *args) -> None:
+        import time
+
+        time.sleep(0.2)
+        torch.manual_seed(0)  # also proves that the global RNG plays no part in training

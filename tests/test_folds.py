@@ -1,0 +1,83 @@
+"""``python -m recal.folds`` on a DTD fixture: k rows plus mean ± std, per split runs, bad splits."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from recal.folds import main, mean_std
+from tests.fixtures import write_dtd
+
+TINY = ["--data.init_args.root", None, "--data.init_args.num_classes", "3", "--data.init_args.batch_size", "2",
+        "--data.init_args.num_workers", "0", "--data.init_args.image_size", "32", "--data.init_args.resize_size", "36",
+        "--model.init_args.backbone.name", "srm_cifar_resnet20", "--trainer.max_epochs", "1",
+        "--trainer.limit_train_batches", "2"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On our shared 2-core machines two intra-op threads spin against other processes; these
+    # tiny models run several times faster on one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dtd(tmp_path_factory) -> Path:
+    return write_dtd(tmp_path_factory.mktemp("dtd"), classes=3, per_class=6, size=(40, 48))
+
+
+def _tiny(root: Path) -> list[str]:
+    return [str(root) if a is None else a for a in TINY]
+
+
+def test_kfold_runner_writes_k_rows_and_mean_std(tmp_path, dtd, capsys):
+    out = tmp_path / "folds"
+    rc = main(["--config", "dtd/srm_r50_dtd.yaml", "--protocol", "kfold", "--folds", "3", "--out", str(out),
+               "--", *_tiny(dtd)])
+    assert rc == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)  # the folder is printed last
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["split", "test/acc1"]
+    assert [r[0] for r in rows[1:]] == ["fold_0", "fold_1", "fold_2", "mean", "std"]
+    values = [float(r[1]) for r in rows[1:4]]
+    assert float(rows[4][1]) == pytest.approx(statistics.mean(values), abs=1e-6)
+    assert float(rows[5][1]) == pytest.approx(statistics.stdev(values), abs=1e-6)
+    table = (out / "results.md").read_text()
+    assert table.count("| fold_") == 3 and "| mean ± std |" in table
+    for fold in range(3):
+        fit = out / f"fold_{fold}" / "fit"
+        assert (fit / "config.yaml").is_file() and (fit / "checkpoints" / "last.ckpt").is_file()
+        with open(out / f"fold_{fold}" / "test" / "metrics.csv", newline="") as f:
+            logged = float(next(r for r in csv.DictReader(f) if r.get("test/acc1"))["test/acc1"])
+        assert logged == pytest.approx(values[fold], abs=1e-6)
+        assert f"fold: {fold}" in (fit / "config.yaml").read_text()
+
+
+def test_partition_runner_tests_the_best_checkpoint_on_testN(tmp_path, dtd):
+    out = tmp_path / "partitions"
+    assert main(["--config", "dtd/srm_r50_dtd.yaml", "--splits", "[2]", "--out", str(out), "--", *_tiny(dtd)]) == 0
+    assert (out / "results.md").read_text().count("| partition_2 |") == 1
+    config = (out / "partition_2" / "test" / "config.yaml").read_text()
+    assert "partition: 2" in config and "best.ckpt" in config
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--protocol", "kfold", "--folds", "5", "--splits", "[5]"], "fold index 5 outside 0..4 (k = 5)"),
+    (["--splits", "[0]"], "DTD partition 0 outside 1..10"),
+    (["--splits", "[11]"], "DTD partition 11 outside 1..10"),
+])
+def test_bad_split_exits_with_a_short_message(tmp_path, args, message, capsys):
+    assert main(["--config", "dtd/srm_r50_dtd.yaml", "--out", str(tmp_path), *args]) == 2
+    assert f"error: {message}" in capsys.readouterr().err
+
+
+def test_mean_std_of_one_value_has_zero_spread():
+    assert mean_std([0.5]) == (0.5, 0.0)
