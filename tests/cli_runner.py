@@ -19,9 +19,11 @@ def run_cli(args: list[str], out: Path) -> int:
     return main([*args, "--trainer.logger.init_args.save_dir", str(out), *QUIET])
 
 
-def run_cli_subprocess(args: list[str], out: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli_subprocess(args: list[str], out: Path, timeout: float = 300,
+                       env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python cli.py`` in a fresh process (DDP, exit codes, stderr), logging under ``out``."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     command = [sys.executable, str(ROOT / "cli.py"), *args, "--trainer.logger.init_args.save_dir", str(out), *QUIET]
     return subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
