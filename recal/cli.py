@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from recal.callbacks import InterruptCheckpoint, SkippedImagesReport
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
+from recal.tasks.checkpoints import check_config_matches_checkpoint
 from recal.errors import UserError
 
 DEFAULT_RUNS_DIR = "runs"
@@ -47,6 +48,12 @@ class RecalCLI(LightningCLI):
         # One seed drives weight init (seed_everything), sample order, augmentation and mixup.
         parser.link_arguments("seed_everything", "data.init_args.seed")
         parser.link_arguments("seed_everything", "model.init_args.seed")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI replaces the config's model with the one a --ckpt_path checkpoint was
+        # trained with; a config that asks for another backbone must fail, not be overridden.
+        check_config_matches_checkpoint(self.config, self.config.get("subcommand"))
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config

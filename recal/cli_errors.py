@@ -18,6 +18,8 @@ from lightning.pytorch.cli import LightningArgumentParser
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value: (.+))?$")
 _GIVEN = re.compile(r"^Given value: (.+)$")
+_BOILERPLATE = re.compile(r"^(Parser key|Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>|"
+                          r"Problem with given class_path)")
 _PLAIN = re.compile(r'(Key "[^"]+" is not expected.*|Option \'[^\']+\' is not accepted.*|No action for key "[^"]+".*|[Uu]nrecognized arguments:.*|'
                     r'.*does not accept nested key.*|Import path .* does not .*|.*is not a subclass of.*)')
 
@@ -39,7 +41,9 @@ def summarize(message: str) -> str:
             allowed = re.sub(r"^<class '(.+)'>$", r"\1", allowed)
             expected.append(f"expected {allowed}, got {match.group(2) or given}")
     plain = [m.group(1) for line in lines if (m := _PLAIN.search(line))]
-    found = expected or plain
+    # otherwise: the first line that is not part of jsonargparse's nesting boilerplate
+    leaves = [line for line in lines if line and not _BOILERPLATE.match(line)]
+    found = expected or plain or leaves[:1]
     if not found:
         return message.strip()
     key = ".".join(k.replace("init_args.", "") for k in keys)

@@ -7,8 +7,10 @@ line: which file, which model, and the first few differences.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from torch import Tensor
 
 from recal.errors import CheckpointMismatchError
@@ -48,3 +50,36 @@ def check_checkpoint_fits(own: Mapping[str, Tensor], checkpoint: Mapping[str, An
         origin = f" (it was saved from {name or 'another model'} with {saved.get('num_classes', '?')} classes)"
     raise CheckpointMismatchError(
         f"checkpoint {path or '<given>'} does not fit {model_description}{origin}: " + "; ".join(differences))
+
+
+def _options(backbone: Any) -> dict[str, Any]:
+    if backbone is None:
+        return {}
+    if hasattr(backbone, "as_dict"):
+        backbone = backbone.as_dict()
+    elif not isinstance(backbone, dict):
+        backbone = vars(backbone)
+    return {key: value for key, value in backbone.items() if value is not None}
+
+
+def check_config_matches_checkpoint(config: Any, subcommand: str | None) -> None:
+    """Raise :class:`CheckpointMismatchError` when ``--ckpt_path`` was trained with another backbone.
+
+    ``config`` is LightningCLI's parsed namespace; only configs whose model has a
+    ``backbone`` are compared (a checkpoint without one is left to Lightning).
+    """
+    if not subcommand:
+        return
+    path = config[subcommand].get("ckpt_path")
+    if not path or not Path(path).is_file():
+        return
+    model = config[subcommand].get("model")
+    init_args = model.get("init_args") if model is not None else None
+    wanted = _options(init_args.get("backbone") if init_args is not None else None)
+    saved_hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    saved = _options(saved_hparams.get("backbone"))
+    if wanted and saved and wanted != saved:
+        differing = sorted(k for k in wanted.keys() | saved.keys() if wanted.get(k) != saved.get(k))
+        shown = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs config {wanted.get(k)!r}" for k in differing)
+        raise CheckpointMismatchError(f"checkpoint {path} was trained with another backbone than this config "
+                                      f"asks for ({shown}); pass the config it was trained with")

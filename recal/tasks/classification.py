@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -114,7 +115,8 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
-        self.check_batch_size(x.shape[0])
+        if not self.trainable_batch(x.shape[0]):
+            return None  # Lightning skips the optimiser step
         if self.hparams.mixup_alpha > 0:
             x, y, y2, lam = self.mixup(x, y)
             loss = self.training_loss(self(x), y, y2, lam)
@@ -126,12 +128,23 @@ class ClassificationTask(L.LightningModule):
         self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
         return loss
 
-    def check_batch_size(self, size: int) -> None:
-        """BatchNorm (in the backbone and in SRM/GE gates) cannot train on one sample per device."""
-        if size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+    def trainable_batch(self, size: int) -> bool:
+        """Whether a training batch of ``size`` samples can train the model.
+
+        BatchNorm (in the backbone and in SRM/GE gates) cannot train on one sample.
+        A configured batch size of 1 is an error; a batch that skipped corrupt images
+        down to one sample is skipped with a warning.
+        """
+        if size >= 2 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+            return True
+        configured = getattr(self.trainer.datamodule, "batch_size", None) if self._trainer is not None else None
+        if configured is None or configured < 2:
             raise InvalidOptionError(
                 f"a training batch of {size} sample: BatchNorm layers (backbone and SRM/GE gate scores) need at "
                 "least 2 samples per device in training; raise data.batch_size (it is per device)")
+        rank_zero_warn(f"skipped a training batch of {size} sample at step {self.global_step} (skipped corrupt "
+                       "images left too few for BatchNorm)")
+        return False
 
     def check_finite(self, loss: Tensor) -> None:
         """Stop with the step and the loss when training diverges."""

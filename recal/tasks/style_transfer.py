@@ -189,6 +189,7 @@ class StyleTransferTask(L.LightningModule):
 
     # ------------------------------------------------------------------ loss network
     def setup(self, stage: str) -> None:
+        self.style_grams = None  # from this run's datamodule, on this run's device
         # predict needs no loss network (and no VGG file on the machine that stylises).
         if stage != "predict" and self.loss_net is None:
             hp = self.hparams
