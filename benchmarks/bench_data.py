@@ -1,0 +1,127 @@
+"""Target 6 of the performance issue: the data pipelines.
+
+1. ImageNet-style training pipeline (recal's ImageNetDataModule train loader: robust loading,
+   per-sample seeded augmentation, resumable sampler) on 512 JPEGs with 2 workers, against a
+   plain ``torchvision.datasets.ImageFolder`` + DataLoader with the same transforms: images/s,
+   median of 5 epochs each, interleaved. Goal ≥ 0.95×.
+2. CIFAR-10 datamodule peak RSS (main process + workers) over one training epoch and one
+   validation pass on a full-size synthetic CIFAR-10 (50,000 + 10,000 images in the real
+   pickle layout). Goal < 1 GiB.
+
+    python -m benchmarks.bench_data [--workers 2] [--images 512] [--epochs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import os
+import torch
+import torchvision
+from torch.utils.data import DataLoader
+
+from benchmarks.timing import Row, print_table
+from recal.data import CIFAR10DataModule, ImageNetDataModule
+from recal.data.transforms import imagenet_train
+from tests.fixtures import write_cifar10, write_image_folder
+
+
+def _epoch_rate(loader: DataLoader) -> float:
+    start, seen = time.perf_counter(), 0
+    for x, _ in loader:
+        seen += x.shape[0]
+    return seen / (time.perf_counter() - start)
+
+
+def image_pipeline(images: int, workers: int, epochs: int, batch: int = 32) -> Row:
+    root = Path(tempfile.mkdtemp()) / "imagenet"
+    classes = 8
+    write_image_folder(root, classes=classes, per_class=images // classes, size=(375, 500), splits=("train", "val"))
+    datamodule = ImageNetDataModule(root, num_classes=classes, batch_size=batch, num_workers=workers)
+    datamodule.setup("fit")
+    ours = datamodule.train_dataloader()
+    plain_set = torchvision.datasets.ImageFolder(str(root / "train"), transform=imagenet_train(224))
+    plain = DataLoader(plain_set, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                       persistent_workers=True)
+    rates: dict[str, list[float]] = {"plain": [], "ours": []}
+    for epoch in range(epochs + 1):
+        ours.sampler.set_epoch(epoch)
+        for name, loader in (("plain", plain), ("ours", ours)):
+            rate = _epoch_rate(loader)
+            if epoch:  # the first epoch starts the workers
+                rates[name].append(rate)
+    base, mine = statistics.median(rates["plain"]), statistics.median(rates["ours"])
+    ratio = mine / base
+    return Row(f"ImageNet train pipeline, {images} JPEGs, {workers} workers (img/s; time columns = ms/img)",
+               1e3 / base, 1e3 / mine, ratio, "≥ 0.95× the images/s", ratio >= 0.95)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident set size of ``pid`` and all its descendants (Linux /proc), in bytes."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        todo += _children(current)
+    return total
+
+
+def cifar_rss(workers: int) -> Row:
+    root = Path(tempfile.mkdtemp())
+    write_cifar10(root, n_train=50_000, n_test=10_000)
+    process = os.getpid()
+    peak = [_tree_rss(process)]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss(process))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    datamodule = CIFAR10DataModule(root, verify_md5=False, batch_size=128, num_workers=workers)
+    datamodule.setup("fit")
+    for _ in datamodule.train_dataloader():
+        pass
+    for _ in datamodule.val_dataloader():
+        pass
+    stop.set()
+    watcher.join()
+    gib = peak[0] / 2**30
+    return Row(f"CIFAR-10 datamodule peak RSS, 50k+10k images, {workers} workers (GiB in both columns)",
+               1.0, gib, gib, "< 1 GiB", gib < 1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [image_pipeline(args.images, args.workers, args.epochs), cifar_rss(args.workers)]
+    print_table("Data pipelines", rows)
+
+
+if __name__ == "__main__":
+    main()
