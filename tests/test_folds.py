@@ -18,14 +18,7 @@ TINY = ["--data.init_args.root", None, "--data.init_args.num_classes", "3", "--d
         "--trainer.limit_train_batches", "2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On our shared 2-core machines two intra-op threads spin against other processes; these
-    # tiny models run several times faster on one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,7 @@ from recal.models.srm import ChannelwiseFC
 with warnings.catch_warnings():  # fvcore's import warns under recent torch
     warnings.simplefilter("ignore")
     from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
     # fvcore's table of default handlers: every op it counts unless told otherwise
     from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
 
@@ -41,6 +43,23 @@ CONV_LINEAR_OPS: tuple[str, ...] = (
 
 def _zero_flops(inputs: list[Any], outputs: list[Any]) -> int:
     return 0
+
+
+def _einsum_macs(inputs: list[Any], outputs: list[Any]) -> int:
+    """Multiply-adds of a two-operand einsum: the product of every index's size.
+
+    fvcore's own einsum handler asks NumPy for a flop estimate that counts the
+    additions apart, which is off by the number of outputs; a direct
+    contraction does exactly one multiply-add per combination of indices (GE's
+    global gather, ``nchw,chw->nc``, is N·C·H·W — as the depthwise conv it is).
+    """
+    equation = inputs[0].toIValue().replace(" ", "")
+    operands = equation.split("->")[0].split(",")
+    shapes = [get_shape(v) for v in inputs[1].node().inputs()]
+    sizes: dict[str, int] = {}
+    for letters, shape in zip(operands, shapes):
+        sizes.update(zip(letters, shape))
+    return int(np.prod(list(sizes.values()), dtype=np.int64))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -74,6 +93,7 @@ def count_macs(model: nn.Module, input_size: int = 224, conv_linear_only: bool =
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         if conv_linear_only:
             analysis.set_op_handle(**{op: _zero_flops for op in _DEFAULT_SUPPORTED_OPS if op not in CONV_LINEAR_OPS})
+        analysis.set_op_handle("aten::einsum", _einsum_macs)
         with warnings.catch_warnings():  # jit tracing warnings on data-dependent branches
             warnings.simplefilter("ignore")
             total = analysis.total()

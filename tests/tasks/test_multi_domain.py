@@ -22,14 +22,7 @@ SMALL = {"r18": "cifar_resnet20", "se_r18": "se_cifar_resnet20", "ge_r18": "ge_c
          "srm_r18": "srm_cifar_resnet20"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On our shared 2-core machines two intra-op threads spin against other processes; these
-    # tiny models run several times faster on one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

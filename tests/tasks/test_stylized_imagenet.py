@@ -18,14 +18,7 @@ SMALL = {"r50": "cifar_resnet20", "se_r50": "se_cifar_resnet20", "ge_r50": "ge_c
 CLASSES = ["n01440764", "n01443537", "n01484850"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On our shared 2-core machines two intra-op threads spin against other processes; these
-    # tiny models run several times faster on one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
