@@ -38,7 +38,7 @@ def train_step(model: torch.nn.Module, batch: int, size: int, channels_last: boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--kernels", choices=["compiled", "eager"], default="compiled")
@@ -50,7 +50,7 @@ def main() -> None:
     steps = {"torchvision": train_step(torchvision.models.resnet50(), args.batch, args.size, args.channels_last)}
     for name in GOALS:
         steps[name] = train_step(create_model(name, input_size=args.size), args.batch, args.size, args.channels_last)
-    times = interleaved_medians(steps, args.repeats, warmup=3)
+    times = interleaved_medians(steps, args.repeats, warmup=2)
     base = times.pop("torchvision")
     rows = [Row(f"{name} train step (batch {args.batch}, {args.size}²) / torchvision resnet50", 1e3 * base,
                 1e3 * t, t / base, f"≤ {GOALS[name]:.2f}", t / base <= GOALS[name]) for name, t in times.items()]
