@@ -7,6 +7,7 @@ order and augmentation are a pure function of (seed, epoch, index) for exact res
 
 from recal.data.base import ClassificationDataModule
 from recal.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from recal.data.content_images import ContentImagesDataModule
 from recal.data.dtd import DTDDataModule
 from recal.data.embedded import DigitsDataModule
 from recal.data.imagenet import ImageFolderDataModule, ImageNetDataModule, StylizedImageNetDataModule
@@ -20,6 +21,7 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassificationDataModule",
+    "ContentImagesDataModule",
     "DTDDataModule",
     "DigitsDataModule",
     "DomainBalancedSampler",

@@ -17,6 +17,7 @@ size (batch size 1).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional, get_args
@@ -158,31 +159,31 @@ class ContentImagesDataModule(L.LightningDataModule):
         files = find_images(self.content_dir, "content")
         return ImageList(files, [0] * len(files))
 
-    def eval_list(self, keys: Literal["zero", "name"] = "zero") -> ImageList:
-        """The validation images (``val_dir``, else the first ``val_images`` content images)."""
-        if self.val_dir is not None:
-            files = find_images(self.val_dir, "validation")[: self.val_images]
-            names = [f.relative_to(self.val_dir) for f in files]
-        elif self.content_dir is not None:
-            files = find_images(self.content_dir, "content")[: self.val_images]
-            names = [f.relative_to(self.content_dir) for f in files]
-        else:
+    def eval_list(self, named: bool = False) -> ImageList:
+        """The validation images: ``val_dir``, else the first ``val_images`` content images.
+
+        Keys are 0, or with ``named`` each image's path relative to its folder
+        (``<photo>.png`` for the demo), which names ``predict``'s outputs.
+        """
+        if self.val_dir is None and self.content_dir is None:
             chosen = self.demo_content[: self.val_images]
-            return ImageList([demo_photo(n) for n in chosen], [f"{n}.png" for n in chosen] if keys == "name" else [0] * len(chosen))
-        return ImageList(files, [str(n) for n in names] if keys == "name" else [0] * len(files))
+            return ImageList([demo_photo(n) for n in chosen], [f"{n}.png" if named else 0 for n in chosen])
+        folder = self.val_dir if self.val_dir is not None else self.content_dir
+        files = find_images(folder, "validation" if self.val_dir is not None else "content")[: self.val_images]
+        return ImageList(files, [str(f.relative_to(folder)) if named else 0 for f in files])
 
     def predict_list(self) -> ImageList:
         """The images ``predict`` stylises, keyed by their path relative to ``predict_dir``."""
         if self.predict_dir is None:
-            return self.eval_list(keys="name")
+            return self.eval_list(named=True)
         files = find_images(self.predict_dir, "predict")
         names = [str(f.relative_to(self.predict_dir)) for f in files]
-        stems = [str(Path(n).with_suffix("")) for n in names]
-        clash = sorted({s for s in stems if stems.count(s) > 1})
+        # Outputs are written as <name>.png: two inputs must not differ only in their extension.
+        stems = Counter(str(Path(n).with_suffix("")) for n in names)
+        clash = sorted(stem for stem, count in stems.items() if count > 1)
         if clash:
-            # Outputs are written as <name>.png: two inputs must not share a name.
             raise InvalidOptionError(f"predict folder {self.predict_dir} has several images named {clash[0]} "
-                                     f"with different extensions; outputs would overwrite each other")
+                                     f"with different extensions; their outputs would overwrite each other")
         return ImageList(files, names)
 
     def style_image(self) -> Tensor:

@@ -12,7 +12,8 @@ BN+SRM and IN: ``norm`` picks one. The style image comes from the datamodule
 (``style_image()``, see :class:`recal.data.content_images.ContentImagesDataModule`).
 
 Logged: ``train/loss`` and ``train/{content,style,tv}_loss`` every step,
-``val/…`` likewise per validation, and at each validation a grid (content row,
+``val/…`` likewise per validation (scored on the clamped 0–255 output, as written;
+training uses the unclamped output), and at each validation a grid (content row,
 stylised row) written to ``<log_dir>/images/val_step<N>.png``. ``predict`` writes
 one stylised image per input, same size, through :class:`StylizedImageWriter`.
 
@@ -116,7 +117,10 @@ class StylizedImageWriter(BasePredictionWriter):
         self.written: list[Path] = []
 
     def folder(self, trainer: L.Trainer) -> Path:
-        return Path(self.output_dir) if self.output_dir else Path(trainer.log_dir or trainer.default_root_dir) / "stylized"
+        """Where the images go: ``output_dir``, else ``<log_dir>/stylized``."""
+        if self.output_dir:
+            return Path(self.output_dir)
+        return Path(trainer.log_dir or trainer.default_root_dir) / "stylized"
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.predict_loop.return_predictions = False
@@ -148,8 +152,8 @@ class StyleTransferTask(L.LightningModule):
         tv_weight: weight of the total-variation term (0; Johnson et al. used 1e-6 to 1e-4).
         vgg_weights: torchvision VGG-16 state-dict file for the loss network.
         allow_random_vgg: without ``vgg_weights``, use a randomly initialised loss
-            network seeded by ``vgg_seed`` (tests and demos; warns loudly).
-        vgg_seed: seed of that random network.
+            network seeded by ``seed`` (tests and demos; warns loudly).
+        seed: seeds that random network; cli.py links it to ``seed_everything``.
         optimizer: optimiser factory; default Adam 1e-3.
         lr_scheduler: optional step-wise schedule factory.
         output_dir: where ``predict`` writes; None = ``<log_dir>/stylized``.
@@ -165,7 +169,7 @@ class StyleTransferTask(L.LightningModule):
         tv_weight: float = 0.0,
         vgg_weights: Optional[str] = None,
         allow_random_vgg: bool = False,
-        vgg_seed: int = 0,
+        seed: int = 0,
         optimizer: OptimizerCallable = fast_style_optimizer,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         output_dir: Optional[str] = None,
@@ -193,7 +197,7 @@ class StyleTransferTask(L.LightningModule):
         # predict needs no loss network (and no VGG file on the machine that stylises).
         if stage != "predict" and self.loss_net is None:
             hp = self.hparams
-            self.loss_net = build_loss_network(hp.vgg_weights, hp.allow_random_vgg, hp.vgg_seed)
+            self.loss_net = build_loss_network(hp.vgg_weights, hp.allow_random_vgg, hp.seed)
 
     def targets(self) -> dict[str, Tensor]:
         """Gram matrices of the datamodule's style image, computed once on this device."""
@@ -236,12 +240,15 @@ class StyleTransferTask(L.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         content = batch[0]
-        output = self.net(content)
+        # Score the image as it is written (clamped to 0–255), like style_compare does; training
+        # keeps pytorch/examples' unclamped output. A net whose eval-mode output leaves 0–255 (e.g.
+        # unsettled BatchNorm running statistics) would otherwise be scored on values nobody sees.
+        output = self(content)
         for name, value in self.losses(output, content).items():
             self.val_losses[name].update(value, weight=content.shape[0])
             self.log(f"val/{name}", self.val_losses[name], prog_bar=name == "loss")
         # The validation set is the few grid images (data.val_images): keep them all for the grid.
-        self._grid.append((content.detach().cpu(), output.detach().clamp(0, 255).cpu()))
+        self._grid.append((content.detach().cpu(), output.detach().cpu()))
 
     def on_validation_epoch_end(self) -> None:
         grid_batches, self._grid = self._grid, []
