@@ -15,11 +15,11 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from recal.callbacks import InterruptCheckpoint, SkippedImagesReport
+from recal.callbacks import InterruptCheckpoint, RunCheckpoint, SkippedImagesReport
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
 from recal.tasks.checkpoints import check_config_matches_checkpoint
@@ -32,7 +32,7 @@ class RecalCLI(LightningCLI):
     """LightningCLI with recal's checkpointing, logging and class-count link."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/acc1",
             "checkpoint.mode": "max",

@@ -18,12 +18,15 @@ def imagenet_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("config", SINGLE_DEVICE_IMAGENET)
-def test_imagenet_config_fast_dev_run(config: str, imagenet_fixture: Path, tmp_path: Path) -> None:
-    """The real config at 224 px (GE's global kernels need it), one step of fit and one of val."""
+def test_imagenet_config_fast_dev_run(config: str, imagenet_fixture: Path, tmp_path: Path, monkeypatch) -> None:
+    """The real config at 224 px (GE's global kernels need it), one step of fit and one of val;
+    a smoke run writes no checkpoint anywhere (Lightning 2.6 would drop last.ckpt in the cwd)."""
+    monkeypatch.chdir(tmp_path)
     rc = run_cli(["fit", "--config", config, "--data.root", str(imagenet_fixture), "--data.num_classes", "3",
                   "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
                   "--trainer.fast_dev_run", "true"], tmp_path)
     assert rc == 0
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 @pytest.mark.parametrize("config, write, flag", [
