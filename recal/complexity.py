@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from recal.analysis import tables
-from recal.errors import UserError
+from recal.command import finish_command
+
 
 PAPER_MODELS = ("resnet50", "se_resnet50", "ge_resnet50", "srm_resnet50",
                 "resnet101", "se_resnet101", "ge_resnet101", "srm_resnet101")
@@ -172,21 +173,17 @@ def build_parser() -> ArgumentParser:
 
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
-    from recal.analysis.runs import output_dir, remove_if_empty
+    from recal.analysis.runs import output_dir
 
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
     cfg = build_parser().parse_args(args)
     folder = output_dir("complexity", cfg.out)
-    try:
-        targets = [*cfg.targets, *([cfg.config] if cfg.config else [])]
+    targets = [*cfg.targets, *([cfg.config] if cfg.config else [])]
+
+    def work() -> Path:
         complexity(targets, folder, cfg.input_size, cfg.num_classes, cfg.layout, cfg.full)
-    except UserError as error:
-        remove_if_empty(folder)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print((folder / "complexity.md").read_text())
-    print(folder)
-    return 0
+        return folder
+    return finish_command(work, "complexity.md", folder)
 
 
 if __name__ == "__main__":

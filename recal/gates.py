@@ -24,7 +24,8 @@ from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import Progress
 
-from recal.errors import UserError
+from recal.command import finish_command
+
 
 
 def gate_statistics(checkpoints: Sequence[str], out: Path, config: Optional[str] = None, which: str = "best",
@@ -79,20 +80,15 @@ def build_parser() -> ArgumentParser:
 
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
-    from recal.analysis.runs import output_dir, remove_if_empty
+    from recal.analysis.runs import output_dir
 
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
     cfg = build_parser().parse_args(args)
     folder = output_dir("gates", cfg.out)
-    try:
+    def work() -> Path:
         gate_statistics(cfg.checkpoints, folder, cfg.config, cfg.which, cfg.limit_batches, cfg.device)
-    except UserError as error:
-        remove_if_empty(folder)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print((folder / "summary.md").read_text())
-    print(folder)
-    return 0
+        return folder
+    return finish_command(work, "summary.md", folder)
 
 
 if __name__ == "__main__":

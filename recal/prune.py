@@ -23,7 +23,8 @@ from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import Progress
 
-from recal.errors import InvalidOptionError, UserError
+from recal.command import finish_command
+from recal.errors import InvalidOptionError
 
 
 def prune(checkpoints: Sequence[str], out: Path, config: Optional[str] = None, which: str = "best",
@@ -123,21 +124,16 @@ def build_parser() -> ArgumentParser:
 
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
-    from recal.analysis.runs import output_dir, remove_if_empty
+    from recal.analysis.runs import output_dir
 
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
     cfg = build_parser().parse_args(args)
     folder = output_dir("prune", cfg.out)
-    try:
+    def work() -> Path:
         prune(cfg.checkpoints, folder, cfg.config, cfg.which, cfg.fractions, cfg.seeds, cfg.limit_batches,
               cfg.device, cfg.labels)
-    except UserError as error:
-        remove_if_empty(folder)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print((folder / "pruning.md").read_text())
-    print(folder)
-    return 0
+        return folder
+    return finish_command(work, "pruning.md", folder)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from rich.progress import Progress
 from torch import Tensor
 
 from recal.data.content_images import ContentImagesDataModule
-from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError, UserError
+from recal.command import finish_command
+from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError
 from recal.models.style_net import NORM_TITLES, PAPER_ORDER, STYLE_LAYERS, TransformerNet, gram_matrix, stylize
 from recal.tasks.style_transfer import build_loss_network, perceptual_losses
 
@@ -257,14 +258,8 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); return the exit status."""
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
     cfg = build_parser().parse_args(args)
-    try:
-        folder = compare(cfg.checkpoints, cfg.content_dir, cfg.style_image, cfg.size, cfg.max_images,
-                         cfg.vgg_weights, cfg.allow_random_vgg, cfg.out)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(folder)
-    return 0
+    return finish_command(lambda: compare(cfg.checkpoints, cfg.content_dir, cfg.style_image, cfg.size,
+                                          cfg.max_images, cfg.vgg_weights, cfg.allow_random_vgg, cfg.out))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from typing import Any, Literal, Optional, Sequence
 from jsonargparse import ActionConfigFile, ArgumentParser
 from rich.console import Console
 
-from recal.errors import InvalidOptionError, UserError
+from recal.command import finish_command
+from recal.errors import InvalidOptionError
 
 
 def build_parser() -> ArgumentParser:
@@ -95,15 +96,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
-    try:
-        cfg = build_parser().parse_args(_resolve_sweep_file(argv))
-        folder = sweep(cfg, extra)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print((folder / "table.md").read_text())
-    print(folder)
-    return 0
+    return finish_command(lambda: sweep(build_parser().parse_args(_resolve_sweep_file(argv)), extra), "table.md")
 
 
 def _resolve_sweep_file(argv: list[str]) -> list[str]:
