@@ -6,13 +6,10 @@ eval throughput against the equally fused plain ResNet-50 (goal: time ratio ≤ 
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from benchmarks.timing import Row, interleaved_medians, print_table
+from benchmarks.timing import Row, benchmark_args, interleaved_medians, print_table
 from recal.models import create_model, fuse
-from recal.models.functional import set_kernels
 
 
 def inference(model: torch.nn.Module, batch: int, size: int):
@@ -25,15 +22,7 @@ def inference(model: torch.nn.Module, batch: int, size: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--kernels", choices=["compiled", "eager"], default="compiled")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    set_kernels(args.kernels)
+    args = benchmark_args(__doc__, images=True)
     models = {name: fuse(create_model(name)) for name in ("resnet50", "srm_resnet50", "se_resnet50")}
     times = interleaved_medians({n: inference(m, args.batch, args.size) for n, m in models.items()}, args.repeats)
     base = times.pop("resnet50")

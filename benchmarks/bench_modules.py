@@ -6,14 +6,11 @@ against the official / timm formulations at the four ResNet-50 stage shapes (bat
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from benchmarks.baselines import OfficialGE, OfficialSRM, TimmSE
-from benchmarks.timing import Row, interleaved_medians, print_table
+from benchmarks.timing import Row, benchmark_args, interleaved_medians, print_table
 from recal.models import create_recalibration
-from recal.models.functional import set_kernels
 
 SHAPES = [(8, 256, 56, 56), (8, 512, 28, 28), (8, 1024, 14, 14), (8, 2048, 7, 7)]
 GOALS = {"srm": (2.0, 2.0, 2.0, 1.3), "se": (1.0,) * 4, "ge": (1.0,) * 4}
@@ -28,13 +25,7 @@ def train_step(module: torch.nn.Module, x: torch.Tensor):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--kernels", choices=["compiled", "eager"], default="compiled")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    set_kernels(args.kernels)
+    args = benchmark_args(__doc__)
     rows = []
     for name in ("srm", "se", "ge"):
         for i, shape in enumerate(SHAPES):

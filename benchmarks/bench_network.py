@@ -9,14 +9,11 @@ SRM-ResNet-50 ≤ 1.05, SE-ResNet-50 ≤ 1.05, GE-ResNet-50 ≤ 1.08.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 import torchvision
 
-from benchmarks.timing import Row, interleaved_medians, print_table
+from benchmarks.timing import Row, benchmark_args, interleaved_medians, print_table
 from recal.models import create_model
-from recal.models.functional import set_kernels
 
 GOALS = {"resnet50": 1.02, "srm_resnet50": 1.05, "se_resnet50": 1.05, "ge_resnet50": 1.08}
 
@@ -36,17 +33,9 @@ def train_step(model: torch.nn.Module, batch: int, size: int, channels_last: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--kernels", choices=["compiled", "eager"], default="compiled")
-    parser.add_argument("--channels-last", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = benchmark_args(__doc__, repeats=5, images=True,
+                          add=lambda p: p.add_argument("--channels-last", action="store_true"))
     torch.manual_seed(0)
-    set_kernels(args.kernels)
     steps = {"torchvision": train_step(torchvision.models.resnet50(), args.batch, args.size, args.channels_last)}
     for name in GOALS:
         steps[name] = train_step(create_model(name, input_size=args.size), args.batch, args.size, args.channels_last)

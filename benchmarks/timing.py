@@ -7,6 +7,7 @@ alike; it reports the ratio of medians and a PASS/FAIL against its target.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -58,3 +59,26 @@ def print_table(title: str, rows: list[Row]) -> None:
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r.target} | {r.baseline_ms:.2f} | {r.candidate_ms:.2f} | {r.ratio:.2f} | {r.goal} | {'PASS' if r.passed else 'FAIL'} |")
+
+
+def benchmark_args(description: str, repeats: int = 7, images: bool = False,
+                   add: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """Parse the options every speed script shares and apply them (threads, recal's kernels).
+
+    ``images`` adds ``--batch`` and ``--size``; ``add`` lets a script add its own options.
+    """
+    from recal.models.functional import set_kernels
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--kernels", choices=["compiled", "eager"], default="compiled")
+    if images:
+        parser.add_argument("--batch", type=int, default=8)
+        parser.add_argument("--size", type=int, default=224)
+    if add is not None:
+        add(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_kernels(args.kernels)
+    return args
