@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.timing import Row, benchmark_args, interleaved_medians, print_table
+from benchmarks.timing import Row, benchmark_args, compare, print_table
 from recal.models import create_model, fuse
 
 
@@ -24,14 +24,14 @@ def inference(model: torch.nn.Module, batch: int, size: int):
 def main() -> None:
     args = benchmark_args(__doc__, images=True)
     models = {name: fuse(create_model(name)) for name in ("resnet50", "srm_resnet50", "se_resnet50")}
-    times = interleaved_medians({n: inference(m, args.batch, args.size) for n, m in models.items()}, args.repeats)
-    base = times.pop("resnet50")
+    results = compare({n: inference(m, args.batch, args.size) for n, m in models.items()}, "resnet50", args.repeats)
     goals = {"srm_resnet50": 1.03, "se_resnet50": None}
     rows = []
-    for name, t in times.items():
+    for name, r in results.items():
         goal = goals[name]
-        rows.append(Row(f"fused {name} eval (batch {args.batch}) / fused resnet50", 1e3 * base, 1e3 * t, t / base,
-                        f"≤ {goal:.2f}" if goal else "(report)", goal is None or t / base <= goal))
+        rows.append(Row(f"fused {name} eval (batch {args.batch}) / fused resnet50", 1e3 * r.baseline_s,
+                        1e3 * r.candidate_s, r.ratio, f"≤ {goal:.2f}" if goal else "(report)",
+                        goal is None or r.ratio <= goal))
     print_table(f"Fused inference (kernels: {args.kernels})", rows)
 
 

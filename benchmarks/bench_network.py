@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torchvision
 
-from benchmarks.timing import Row, benchmark_args, interleaved_medians, print_table
+from benchmarks.timing import Row, benchmark_args, compare, print_table
 from recal.models import create_model
 
 GOALS = {"resnet50": 1.02, "srm_resnet50": 1.05, "se_resnet50": 1.05, "ge_resnet50": 1.08}
@@ -39,10 +39,10 @@ def main() -> None:
     steps = {"torchvision": train_step(torchvision.models.resnet50(), args.batch, args.size, args.channels_last)}
     for name in GOALS:
         steps[name] = train_step(create_model(name, input_size=args.size), args.batch, args.size, args.channels_last)
-    times = interleaved_medians(steps, args.repeats, warmup=2)
-    base = times.pop("torchvision")
-    rows = [Row(f"{name} train step (batch {args.batch}, {args.size}²) / torchvision resnet50", 1e3 * base,
-                1e3 * t, t / base, f"≤ {GOALS[name]:.2f}", t / base <= GOALS[name]) for name, t in times.items()]
+    results = compare(steps, "torchvision", args.repeats, warmup=2)
+    rows = [Row(f"{name} train step (batch {args.batch}, {args.size}²) / torchvision resnet50", 1e3 * r.baseline_s,
+                1e3 * r.candidate_s, r.ratio, f"≤ {GOALS[name]:.2f}", r.ratio <= GOALS[name])
+            for name, r in results.items()]
     print_table(f"Whole-network train step (kernels: {args.kernels}, channels_last: {args.channels_last})", rows)
 
 

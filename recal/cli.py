@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from recal.allocator import keep_freed_memory
 from recal.callbacks import InterruptCheckpoint, RunCheckpoint, SkippedImagesReport
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
@@ -113,6 +114,7 @@ def main(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``); return the exit status."""
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    keep_freed_memory()
     try:
         create_cli(args)
     except (UserError, ValueError) as error:

@@ -9,6 +9,8 @@ from typing import Callable, Protocol
 
 from torch import Tensor, nn
 
+from recal.models.gate import ChannelGate
+
 
 @dataclass(frozen=True)
 class BlockContext:
@@ -49,11 +51,19 @@ def conv_out(size: int | None, kernel: int, stride: int, padding: int) -> int | 
     return None if size is None else (size + 2 * padding - kernel) // stride + 1
 
 
-def gated_residual(gate: nn.Module, out: Tensor, identity: Tensor, relu: bool) -> Tensor:
-    """``relu?(gate(out) + identity)`` — the end of a recalibrated residual block.
+def gated_residual(gate: nn.Module, out: Tensor, identity: Tensor, relu: bool, norm: nn.Module | None = None) -> Tensor:
+    """``relu?(gate(norm(out)) + identity)`` — the end of a recalibrated residual block.
 
-    Gates that read the shortcut get it too; the gate module itself adds the
-    residual (and applies the ReLU) so that it can fuse them with its rescale.
+    Gates that read the shortcut get it too; the gate module itself applies the
+    BatchNorm ``norm``, adds the residual and applies the ReLU, so that it can
+    fold them into its rescale (SRM, SE and ECA do in training). A wrapper that
+    is not a gate module itself (per-domain gate copies, which split the batch)
+    gets the normalised map: BatchNorm must see the whole batch; so do gates
+    that have nothing to fold it into (``folds_norm`` False).
     """
+    if norm is not None and not (isinstance(gate, ChannelGate) and gate.folds_norm):
+        out, norm = norm(out), None
     shortcut = identity if getattr(gate, "takes_shortcut", False) else None
-    return gate(out, shortcut, residual=identity, relu=relu)
+    if norm is None:
+        return gate(out, shortcut, residual=identity, relu=relu)
+    return gate(out, shortcut, residual=identity, relu=relu, norm=norm)

@@ -13,8 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from recal.models.gate import ChannelGate
-from recal.models.pooling import style_pool
+from recal.models.gate import PooledGate
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
@@ -23,14 +22,14 @@ def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
     return t if t % 2 else t + 1
 
 
-class ECA(ChannelGate):
+class ECA(PooledGate):
     """Efficient channel attention: sigmoid(conv1d_k(mean(x)))."""
 
     def __init__(self, channels: int, kernel_size: int | None = None) -> None:
         super().__init__(channels)
+        self.pooling = ("avg",)
         k = kernel_size or eca_kernel_size(channels)
         self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=k // 2, bias=False)
 
-    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
-        s = style_pool(x, ("avg",))
-        return torch.sigmoid(self.conv(s.transpose(1, 2)).squeeze(1))
+    def excite(self, t: Tensor) -> Tensor:
+        return torch.sigmoid(self.conv(t.transpose(1, 2)).squeeze(1))

@@ -20,13 +20,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from recal.models.gate import ChannelGate
-from recal.models.pooling import style_pool
+from recal.models.gate import PooledGate
 from recal.models.srm import SRM
 
 
 
-class FusedSRM(ChannelGate):
+class FusedSRM(PooledGate):
     """SRM in eval form: sigmoid(Σ_k w_ck t_ck + b_c) with BN folded into w and b."""
 
     def __init__(self, srm: SRM) -> None:
@@ -37,8 +36,7 @@ class FusedSRM(ChannelGate):
         self.bias = nn.Parameter(bias, requires_grad=False)
         self.channel_mask.copy_(srm.channel_mask)
 
-    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
-        t = style_pool(x, self.pooling)
+    def excite(self, t: Tensor) -> Tensor:
         return torch.sigmoid((t * self.weight.to(t.dtype)).sum(dim=2) + self.bias.to(t.dtype))
 
 

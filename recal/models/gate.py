@@ -22,6 +22,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from recal.models.functional.dispatch import fast_kernel
+from recal.models.functional.gated_residual import gated_residual
+from recal.models.functional.pooled_gate import foldable_norm, fusable, pooled_gated_residual
+from recal.models.pooling import style_pool
 
 GateHook = Callable[["ChannelGate", Tensor], None]
 
@@ -34,6 +37,7 @@ class ChannelGate(nn.Module):
     """
 
     takes_shortcut: bool = False
+    folds_norm: bool = False  # forward(x, norm=bn) folds the BatchNorm into the gate's own passes
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -54,18 +58,24 @@ class ChannelGate(nn.Module):
 
     def observed_gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
         """The gate of ``x``, after every gate hook has seen it (what forward applies)."""
-        g = self.gate(x, shortcut) if self.takes_shortcut else self.gate(x)
+        return self._observed(self.gate(x, shortcut) if self.takes_shortcut else self.gate(x))
+
+    def _observed(self, g: Tensor) -> Tensor:
         for hook in self._gate_hooks.values():
             hook(self, g)
         return g
 
     def forward(self, x: Tensor, shortcut: Tensor | None = None, residual: Tensor | None = None,
-                relu: bool = False) -> Tensor:
+                relu: bool = False, norm: nn.Module | None = None) -> Tensor:
         """``x * gate * channel_mask``; with ``residual``, ``relu?(that + residual)``.
 
         Blocks pass their shortcut as ``residual`` so that the rescale, the
-        addition and the ReLU run as one fused kernel (see :func:`rescale_add`).
+        addition and the ReLU run as one fused kernel (see :func:`rescale_add`),
+        and may pass the BatchNorm that produces ``x`` as ``norm`` (applied
+        first) so that gates which can fold it in do.
         """
+        if norm is not None:
+            x = norm(x)
         g = self.observed_gate(x, shortcut)
         if residual is None:
             return rescale(x, g, self.channel_mask)
@@ -75,24 +85,59 @@ class ChannelGate(nn.Module):
         return f"channels={self.channels}"
 
 
+class PooledGate(ChannelGate):
+    """A gate computed from pooled per-channel statistics only: ``excite(style_pool(x, pooling))``.
+
+    SRM, SE and ECA. Subclasses set ``self.pooling`` (canonical) and implement
+    :meth:`excite`. In training, the end of the block — statistics, gate,
+    rescale, residual addition, ReLU — runs as one autograd node with a
+    closed-form gradient for the statistics
+    (:mod:`recal.models.functional.pooled_gate`).
+    """
+
+    pooling: tuple[str, ...]
+    folds_norm = True
+
+    def excite(self, t: Tensor) -> Tensor:
+        """(N, C, d) statistics → (N, C) gate in [0, 1]."""
+        raise NotImplementedError
+
+    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
+        return self.excite(style_pool(x, self.pooling))
+
+    def forward(self, x: Tensor, shortcut: Tensor | None = None, residual: Tensor | None = None,
+                relu: bool = False, norm: nn.Module | None = None) -> Tensor:
+        if residual is None or not torch.is_grad_enabled() or not fusable(self.pooling) \
+                or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            # dynamo and fvcore's tracer see the readable form
+            return super().forward(x, shortcut, residual, relu, norm)
+        if norm is not None and not foldable_norm(norm, x):
+            x, norm = norm(x), None
+
+        def scale(t: Tensor) -> Tensor:
+            return channel_scale(x, self._observed(self.excite(t)), self.channel_mask)
+        params = [p for p in self.parameters() if p.requires_grad]
+        return pooled_gated_residual(x, residual, self.pooling, scale, relu, params, norm)
+
+
+def channel_scale(x: Tensor, gate: Tensor, channel_mask: Tensor) -> Tensor:
+    """``gate * channel_mask`` in x's dtype, shaped to broadcast over x: (N, C, 1, 1) or (N, C, H, W)."""
+    if gate.dim() == 2:
+        return (gate * channel_mask).to(x.dtype)[:, :, None, None]
+    return (gate * channel_mask[:, None, None]).to(x.dtype)
+
+
 @fast_kernel
 def rescale(x: Tensor, gate: Tensor, channel_mask: Tensor) -> Tensor:
     """``x * gate * channel_mask`` for an (N, C) or (N, C, H, W) gate, in x's dtype."""
-    if gate.dim() == 2:
-        scale = (gate * channel_mask).to(x.dtype)[:, :, None, None]
-    else:
-        scale = (gate * channel_mask[:, None, None]).to(x.dtype)
-    return x * scale
+    return x * channel_scale(x, gate, channel_mask)
 
 
 def rescale_add(x: Tensor, gate: Tensor, channel_mask: Tensor, identity: Tensor, relu: bool) -> Tensor:
     """``relu?(x * gate * channel_mask + identity)``: a gated residual block's output.
 
-    Kept eager on purpose: inductor's CPU kernel for this function's backward
-    (the masked per-channel reduction for the gate's gradient) measured 4–7×
-    slower than eager PyTorch here (benchmarks/RESULTS.md). The gate modules
-    still own the addition so that a faster fused kernel can replace this one
-    without touching the blocks.
+    One addcmul forward and a hand-written backward
+    (:mod:`recal.models.functional.gated_residual`); not a compiled kernel,
+    because inductor's CPU backward for it measured 4–7× slower than eager.
     """
-    y = rescale(x, gate, channel_mask) + identity
-    return torch.relu(y) if relu else y
+    return gated_residual(x, channel_scale(x, gate, channel_mask), identity, relu)

@@ -47,7 +47,7 @@ def canonical_pooling(pooling: Iterable[str] | str) -> tuple[str, ...]:
     return tuple(name for name in POOLING_NAMES if name in names)
 
 
-def _statistics_dtype(x: Tensor) -> torch.dtype:
+def statistics_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
@@ -62,7 +62,7 @@ def style_pool(x: Tensor, pooling: tuple[str, ...] = ("avg", "std")) -> Tensor:
     n, c, h, w = x.shape
     flat = x.reshape(n, c, h * w)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        flat = flat.to(_statistics_dtype(x))
+        flat = flat.to(statistics_dtype(x))
         stats = []
         if "std" in pooling:
             if h * w > 1:

@@ -49,10 +49,12 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.conv2(out)
         if self.gate is None:
-            return self.relu(out + identity)
-        return gated_residual(self.gate, out, identity, relu=True)
+            out = self.bn2(out)
+            out += identity  # in place, as torchvision: BN's backward does not need its output
+            return self.relu(out)
+        return gated_residual(self.gate, out, identity, relu=True, norm=self.bn2)
 
 
 class Bottleneck(nn.Module):
@@ -96,10 +98,12 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = self.conv3(out)
         if self.gate is None:
-            return self.relu(out + identity)
-        return gated_residual(self.gate, out, identity, relu=True)
+            out = self.bn3(out)
+            out += identity  # in place, as torchvision: BN's backward does not need its output
+            return self.relu(out)
+        return gated_residual(self.gate, out, identity, relu=True, norm=self.bn3)
 
 
 def _deep_stem(width: int, out: int) -> nn.Sequential:

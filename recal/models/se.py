@@ -13,19 +13,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from recal.models.gate import ChannelGate
-from recal.models.pooling import style_pool
+from recal.models.gate import PooledGate
 
 
-class SE(ChannelGate):
+class SE(PooledGate):
     """Squeeze-and-excitation gate: sigmoid(FC(ReLU(FC(mean(x)))))."""
 
     def __init__(self, channels: int, reduction: int = 16, bias: bool = True) -> None:
         super().__init__(channels)
+        self.pooling = ("avg",)
         hidden = max(channels // reduction, 1)
         self.fc1 = nn.Linear(channels, hidden, bias=bias)
         self.fc2 = nn.Linear(hidden, channels, bias=bias)
 
-    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
-        s = style_pool(x, ("avg",))[:, :, 0]
-        return torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+    def excite(self, t: Tensor) -> Tensor:
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(t[:, :, 0]))))

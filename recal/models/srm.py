@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
-from recal.models.gate import ChannelGate
-from recal.models.pooling import canonical_pooling, style_pool
+from recal.models.gate import PooledGate
+from recal.models.pooling import canonical_pooling
 
 Integration = Literal["cfc", "mlp"]
 
@@ -59,7 +59,7 @@ class StyleMLP(nn.Module):
         return self.fc2(torch.relu(self.fc1(t.flatten(1))))
 
 
-class SRM(ChannelGate):
+class SRM(PooledGate):
     """Style-based recalibration: sigmoid(BN(integration(style_pool(x))))."""
 
     def __init__(
@@ -86,8 +86,7 @@ class SRM(ChannelGate):
         """Style integration: (N, C, d) statistics → (N, C) scores (before BN)."""
         return self.cfc(t) if self.integration == "cfc" else self.mlp(t)
 
-    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
-        t = style_pool(x, self.pooling)
+    def excite(self, t: Tensor) -> Tensor:
         return torch.sigmoid(self.bn(self.integrate(t)))
 
     def extra_repr(self) -> str:
