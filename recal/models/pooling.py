@@ -51,6 +51,24 @@ def statistics_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def mean_var(flat: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased variance over the last dim of (N, C, L); the variance of one value is 0.
+
+    Shifted sums: Σd and Σd² of d = x − x₀, with x₀ each row's first value, give
+    mean = x₀ + Σd/L and var = (Σd² − (Σd)²/L) / (L − 1) in one pass. The shift
+    keeps Σd² from cancelling when a row's mean is large against its spread (the
+    textbook shifted-data algorithm). ``torch.var_mean``'s Welford pass measured
+    2.5× slower compiled and 3.5× slower eager on our CPU at 8×256×56×56.
+    """
+    length = flat.shape[-1]
+    shift = flat[..., :1]
+    if length == 1:
+        return shift[..., 0], torch.zeros_like(shift[..., 0])
+    d = flat - shift
+    s1, s2 = d.sum(-1), (d * d).sum(-1)
+    return shift[..., 0] + s1 / length, (s2 - s1 * s1 / length) / (length - 1)
+
+
 @fast_kernel
 def style_pool(x: Tensor, pooling: tuple[str, ...] = ("avg", "std")) -> Tensor:
     """Pool an (N, C, H, W) map into (N, C, d) statistics, d = len(pooling).
@@ -65,11 +83,7 @@ def style_pool(x: Tensor, pooling: tuple[str, ...] = ("avg", "std")) -> Tensor:
         flat = flat.to(statistics_dtype(x))
         stats = []
         if "std" in pooling:
-            if h * w > 1:
-                var, mean = torch.var_mean(flat, dim=2, correction=1)
-            else:
-                mean = flat[:, :, 0]
-                var = torch.zeros_like(mean)
+            mean, var = mean_var(flat)
             if "avg" in pooling:
                 stats.append(mean)
             stats.append(torch.sqrt(var + STD_EPS))

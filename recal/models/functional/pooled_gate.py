@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from recal.models.functional.dispatch import fast_kernel
-from recal.models.pooling import STD_EPS, statistics_dtype
+from recal.models.pooling import STD_EPS, mean_var, statistics_dtype
 
 ScaleFn = Callable[[Tensor], Tensor]
 """(N, C, d) statistics → (N, C, 1, 1) scale in x's dtype (gate × channel mask)."""
@@ -64,11 +64,7 @@ def channel_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-(n, c) mean and unbiased variance over H×W (0 for a 1×1 map), in float32/64."""
     n, c, h, w = x.shape
     with torch.autocast(device_type=x.device.type, enabled=False):
-        flat = x.reshape(n, c, h * w).to(statistics_dtype(x))
-        if h * w == 1:
-            return flat[:, :, 0], torch.zeros_like(flat[:, :, 0])
-        var, mean = torch.var_mean(flat, dim=2, correction=1)
-        return mean, var
+        return mean_var(x.reshape(n, c, h * w).to(statistics_dtype(x)))
 
 
 @fast_kernel
