@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -17,6 +19,7 @@ from torch import Tensor, nn
 from recal.models import ChannelGate, create_conv, create_model, create_recalibration, fuse
 from recal.models.functional import compiled_kernels, kernels_enabled, set_kernels
 from recal.tasks.kernels import choose_kernels
+from tests.models.numerics import relative_difference
 
 C, H = 32, 6
 MODULES = {
@@ -56,44 +59,49 @@ def _randomized(module: nn.Module, randomize) -> nn.Module:
     return randomize(module).train()
 
 
-def _relative(a: Tensor, b: Tensor) -> float:
-    """Max abs difference relative to the reference's scale. A gradient that is zero in exact
-    arithmetic (a bias followed by train-mode BatchNorm) is rounding noise on both sides:
-    measure it against 1 instead."""
-    scale = b.abs().max()
-    noise = 1e-9 if b.dtype == torch.float64 else 1e-4
-    return ((a - b).abs().max() / (scale if scale > noise else 1.0)).item()
-
-
-def _forward_backward(module: nn.Module, *inputs: Tensor, residual: Tensor | None = None):
+def _forward_backward(module: nn.Module, *inputs: Tensor, residual: Tensor | None = None,
+                      norm: nn.Module | None = None):
     module.zero_grad(set_to_none=True)
     x = inputs[0].detach().requires_grad_()
     if isinstance(module, ChannelGate):
-        out = module(x, *inputs[1:], residual=residual, relu=residual is not None)
+        extra = {} if norm is None else {"norm": norm}
+        out = module(x, *inputs[1:], residual=residual, relu=residual is not None, **extra)
     else:
         out = module(x, *inputs[1:])
     out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
-    return out.detach(), x.grad, [p.grad.clone() for p in module.parameters() if p.grad is not None]
+    params = list(module.parameters()) + (list(norm.parameters()) if norm is not None else [])
+    grads = [p.grad.clone() for p in params if p.grad is not None]
+    if norm is not None:
+        norm.zero_grad(set_to_none=True)
+        grads += [norm.running_mean.clone(), norm.running_var.clone()]
+    return out.detach(), x.grad, grads
 
 
 def test_compiled_kernels_equal_the_eager_definitions(randomize) -> None:
-    """The one inductor test: style_pool, rescale, rescale_add and GE's gather, float64 and float32."""
+    """The one inductor test: style_pool, rescale and GE's gather; SRM's fused block end
+    (statistics, scale-shift-add, gradient sums, input gradient) with and without the block's BN
+    folded in; float64 and float32."""
     report = []
     for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, None)):
         for name in ("srm", "ge_theta"):
             module = _randomized(MODULES[name](), randomize).to(dtype)
             (x,) = _inputs(name, dtype)
             residual = torch.randn_like(x)
-            for res in (None, residual):
-                state = {k: v.clone() for k, v in module.state_dict().items()}
-                reference = _forward_backward(module, x, residual=res)
-                module.load_state_dict(state)  # BN running stats moved; start both paths alike
+            norm = _randomized(nn.BatchNorm2d(C), randomize).to(dtype)
+            cases = [(None, None), (residual, None)] + ([(residual, norm)] if name == "srm" else [])
+            for res, bn in cases:
+                state = copy.deepcopy((module.state_dict(), norm.state_dict()))
+                reference = _forward_backward(module, x, residual=res, norm=bn)
+                module.load_state_dict(state[0])  # BN running stats moved; start both paths alike
+                norm.load_state_dict(state[1])
                 with compiled_kernels():
-                    fast = _forward_backward(module, x, residual=res)
-                module.load_state_dict(state)
-                diffs = [_relative(fast[0], reference[0]), _relative(fast[1], reference[1]),
-                         *(_relative(f, r) for f, r in zip(fast[2], reference[2]))]
-                report.append(f"{name} {dtype} residual={res is not None}: max rel diff {max(diffs):.2e}")
+                    fast = _forward_backward(module, x, residual=res, norm=bn)
+                module.load_state_dict(state[0])
+                norm.load_state_dict(state[1])
+                diffs = [relative_difference(fast[0], reference[0]), relative_difference(fast[1], reference[1]),
+                         *(relative_difference(f, r) for f, r in zip(fast[2], reference[2]))]
+                report.append(f"{name} {dtype} residual={res is not None} bn={bn is not None}: "
+                              f"max rel diff {max(diffs):.2e}")
                 if tolerance is not None:
                     assert max(diffs) < tolerance, report[-1]
     print("\n".join(report))  # the float32 differences, reported beside the float64 check
@@ -143,7 +151,7 @@ def test_fuse_keeps_the_function_in_float64(name: str, randomize) -> None:
     fused = fuse(model)
     x = torch.randn(2, 3, size, size, dtype=torch.float64)
     with torch.no_grad():
-        assert _relative(fused(x), model(x)) < 1e-10
+        assert relative_difference(fused(x), model(x)) < 1e-10
     bns = lambda m: sum(isinstance(q, nn.BatchNorm2d) for q in m.modules())  # noqa: E731
     assert bns(fused) < bns(model)
     if name in ("srm_resnet50", "ge_resnet50", "se_resnet18", "cmpe_se_cifar_resnet20"):
