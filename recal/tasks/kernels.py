@@ -18,7 +18,7 @@ def choose_kernels(choice: KernelChoice, steps: float, device_type: str) -> str:
     """Switch compiled kernels on or off for this fit and return the mode used.
 
     ``auto`` compiles only when the fit is long (≥ 2,000 optimiser steps; the
-    compile costs ~20 s per kernel and shape on a 2-core CPU) and a compiler
+    compile costs ~20 s per model and set of shapes on a 2-core CPU) and a compiler
     toolchain is present, so tests and quick runs never wait for a compile.
     """
     if choice == "auto":
