@@ -88,7 +88,9 @@ class ClassificationTask(L.LightningModule):
         self.eval_metrics = nn.ModuleDict({
             name: accuracy_metrics(num_classes).clone(prefix=f"{name}/") for name in eval_sets
         })
-        self.eval_losses = nn.ModuleDict({name: MeanMetric() for name in eval_sets})
+        # nan_strategy "disable": a NaN batch loss makes the logged loss NaN (MeanMetric's
+        # default would drop it with a warning and report the mean of the finite batches)
+        self.eval_losses = nn.ModuleDict({name: MeanMetric(nan_strategy="disable") for name in eval_sets})
         self.train_samples = SumMetric()
 
     def build_model(self, backbone: BackboneConfig, num_classes: int) -> nn.Module:

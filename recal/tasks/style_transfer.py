@@ -184,7 +184,7 @@ class StyleTransferTask(L.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.loss_net: Optional[VGG16Features] = None
         self.style_grams: Optional[dict[str, Tensor]] = None
-        self.val_losses = nn.ModuleDict({name: MeanMetric() for name in LOSS_NAMES})
+        self.val_losses = nn.ModuleDict({name: MeanMetric(nan_strategy="disable") for name in LOSS_NAMES})  # NaN shows
         self._grid: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, images: Tensor) -> Tensor:

@@ -104,3 +104,12 @@ def test_fit_two_epochs_equals_fit_one_then_resume(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
     assert not torch.equal(a["model.conv1.weight"], _weights(first)["model.conv1.weight"])
+
+
+def test_a_nan_validation_batch_makes_the_logged_loss_nan() -> None:
+    """Divergence shows in val/loss: MeanMetric's default would drop the NaN batch with a warning."""
+    task = ClassificationTask(BackboneConfig(name="cifar_resnet20"), num_classes=10)
+    (loss, *_) = task.eval_losses.values()
+    loss.update(torch.tensor(1.0), weight=4)
+    loss.update(torch.tensor(float("nan")), weight=4)
+    assert torch.isnan(loss.compute())
