@@ -146,3 +146,14 @@ def test_invalid_options_raise(options: dict, pattern: str) -> None:
     options = {"spatial_size": 7, **options}
     with pytest.raises(ValueError, match=pattern):
         create_recalibration("ge", 16, **options)
+
+
+def test_the_global_gather_hands_back_a_contiguous_input_gradient() -> None:
+    """The block's BN backward reads this gradient; autograd's einsum backward gave it (C, N)-permuted."""
+    gate = create_recalibration("ge", 8, spatial_size=5)
+    x = torch.randn(3, 8, 5, 5, requires_grad=True)
+    seen = []
+    y = x * 1.0
+    y.register_hook(lambda g: seen.append(g.is_contiguous()))
+    gate.gate(y).sum().backward()
+    assert seen == [True]
