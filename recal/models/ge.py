@@ -82,7 +82,11 @@ def global_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """A depthwise convolution whose kernel covers the whole map, as the (N, C) dot products
     it is: z_nc = Σ_hw x_nchw · w_chw + b_c (one fused reduction when compiled; CPU depthwise
     convolutions with 56×56 kernels are slow)."""
-    z = _GlobalDot.apply(x, weight[:, 0].to(x.dtype))
+    weight = weight[:, 0].to(x.dtype)
+    if torch.jit.is_tracing():  # fvcore counts MACs from the traced einsum; a custom node would hide it
+        z = torch.einsum("nchw,chw->nc", x, weight)
+    else:
+        z = _GlobalDot.apply(x, weight)
     return z if bias is None else z + bias.to(z.dtype)
 
 
