@@ -9,11 +9,18 @@ the folder (SPEC §1).
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from recal.analysis.runs import remove_if_empty
 from recal.errors import UserError
+
+
+def parse_command(parser: Any, args: Sequence[str] | None) -> Any:
+    """Parse a command's arguments (jsonargparse), without jsonargparse's deprecation chatter."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
+    return parser.parse_args(args)
 
 
 def finish_command(work: Callable[[], Path], table: str | None = None, folder: Path | None = None) -> int:

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from recal.analysis import tables
-from recal.command import finish_command
+from recal.command import finish_command, parse_command
 
 
 PAPER_MODELS = ("resnet50", "se_resnet50", "ge_resnet50", "srm_resnet50",
@@ -175,8 +175,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
     from recal.analysis.runs import output_dir
 
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
-    cfg = build_parser().parse_args(args)
+    cfg = parse_command(build_parser(), args)
     folder = output_dir("complexity", cfg.out)
     targets = [*cfg.targets, *([cfg.config] if cfg.config else [])]
 

@@ -15,7 +15,6 @@ checkpoints on one plot) under ``--out``.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
@@ -23,7 +22,7 @@ from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import Progress
 
-from recal.command import finish_command
+from recal.command import finish_command, parse_command
 from recal.errors import InvalidOptionError
 
 
@@ -126,8 +125,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
     from recal.analysis.runs import output_dir
 
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
-    cfg = build_parser().parse_args(args)
+    cfg = parse_command(build_parser(), args)
     folder = output_dir("prune", cfg.out)
     def work() -> Path:
         prune(cfg.checkpoints, folder, cfg.config, cfg.which, cfg.fractions, cfg.seeds, cfg.limit_batches,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -36,7 +35,7 @@ from rich.progress import Progress
 from torch import Tensor
 
 from recal.data.content_images import ContentImagesDataModule
-from recal.command import finish_command
+from recal.command import finish_command, parse_command
 from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError
 from recal.models.style_net import NORM_TITLES, PAPER_ORDER, STYLE_LAYERS, TransformerNet, gram_matrix, stylize
 from recal.tasks.style_transfer import build_loss_network, perceptual_losses
@@ -256,8 +255,7 @@ def build_parser() -> ArgumentParser:
 
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); return the exit status."""
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
-    cfg = build_parser().parse_args(args)
+    cfg = parse_command(build_parser(), args)
     return finish_command(lambda: compare(cfg.checkpoints, cfg.content_dir, cfg.style_image, cfg.size,
                                           cfg.max_images, cfg.vgg_weights, cfg.allow_random_vgg, cfg.out))
 
