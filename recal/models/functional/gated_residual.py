@@ -1,4 +1,8 @@
-"""``relu?(x * scale + identity)`` with a hand-written backward: the end of every gated block.
+"""``relu?(x * scale + identity)`` with a hand-written backward: the end of a gated block.
+
+Used by the gates that are not computed from pooled statistics alone (GE,
+CMPE-SE, SRM with max pooling); SRM, SE and ECA take the larger node of
+:mod:`recal.models.functional.pooled_gate`.
 
 Autograd would run this as four full-size passes forward (multiply, add, ReLU,
 and a copy kept for backward) and five backward (ReLU mask, the add's
@@ -38,14 +42,17 @@ class _GatedResidual(torch.autograd.Function):
         grad_x = grad * scale if ctx.needs_input_grad[0] else None
         grad_scale = None
         if ctx.needs_input_grad[1]:
-            if scale.shape[2:] == (1, 1):
-                # one dot product per (n, c) over H×W, without a full-size g·x temporary
-                grad_scale = torch.linalg.vecdot(grad.flatten(2), x.flatten(2)).view_as(scale) \
-                    if grad.is_contiguous() and x.is_contiguous() else (grad * x).sum((2, 3), keepdim=True)
-            else:
-                grad_scale = (grad * x).sum_to_size(scale.shape)
+            spatial = scale.shape[2:] != (1, 1)
+            grad_scale = (grad * x).sum_to_size(scale.shape) if spatial else channel_dot(grad, x)
         grad_identity = grad if ctx.needs_input_grad[2] else None
         return grad_x, grad_scale, grad_identity, None
+
+
+def channel_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Σ over H×W of ``a · b`` per (n, c), as (N, C, 1, 1): the gradient of a per-channel scale."""
+    if a.is_contiguous() and b.is_contiguous():  # vecdot: no full-size a·b temporary in eager mode
+        return torch.linalg.vecdot(a.flatten(2), b.flatten(2))[:, :, None, None]
+    return (a * b).sum((2, 3), keepdim=True)
 
 
 def gated_residual(x: Tensor, scale: Tensor, identity: Tensor, relu: bool) -> Tensor:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from recal.models.functional.dispatch import fast_kernel
+from recal.models.functional.gated_residual import channel_dot
 from recal.models.pooling import STD_EPS, mean_var, statistics_dtype
 
 ScaleFn = Callable[[Tensor], Tensor]
@@ -70,11 +71,7 @@ def channel_moments(x: Tensor) -> tuple[Tensor, Tensor]:
 @fast_kernel
 def channel_sums(g: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """(Σ g·x, Σ g) over H×W per (n, c), as (N, C, 1, 1): the gradients of a per-channel scale and shift."""
-    if g.is_contiguous() and x.is_contiguous():  # vecdot: no full-size product in eager mode
-        dot = torch.linalg.vecdot(g.flatten(2), x.flatten(2))[:, :, None, None]
-    else:
-        dot = (g * x).sum((2, 3), keepdim=True)
-    return dot, g.sum((2, 3), keepdim=True)
+    return channel_dot(g, x), g.sum((2, 3), keepdim=True)
 
 
 @fast_kernel
