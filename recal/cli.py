@@ -1,77 +1,241 @@
-"""The LightningCLI behind ``cli.py``: defaults of the run contract, config lookup, errors.
+"""The LightningCLI behind ``cli.py``: run folders, checkpoints, resume, config lookup, errors.
 
-Run contract (SPEC §5): every run gets its own versioned folder
-``runs/<config name>/version_N`` holding ``config.yaml``, ``metrics.csv`` and
-``checkpoints/{best,last}.ckpt``; ModelCheckpoint monitors ``val/acc1`` (max).
-Nothing an earlier run wrote is overwritten: Lightning's SaveConfigCallback
-refuses an existing config.yaml and each run takes a new version folder.
+Every run gets its own folder (see :mod:`recal.run_folder`): ``fit`` writes
+``<root>/<config name>/version_N/`` with ``config.yaml``, ``metrics.csv`` and
+``checkpoints/{best,last}.ckpt``; ``validate`` / ``test`` / ``predict`` with ``--ckpt_path``
+write ``<run>/<subcommand>/version_N/``. ``--ckpt_path <run>/checkpoints/X.ckpt`` continues
+that run in its own folder (only ``max_epochs`` / ``max_steps`` / ``max_time`` may change);
+``--ckpt_path last`` finds the newest resumable checkpoint of this config. Nothing an earlier
+run wrote is overwritten: a run pointed at a folder that holds files stops before writing.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
-from lightning.pytorch.callbacks import LearningRateMonitor
+import yaml
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from recal.allocator import keep_freed_memory
-from recal.callbacks import InterruptCheckpoint, RunCheckpoint, SkippedImagesReport
+from recal.callbacks import (BestCheckpoint, InterruptCheckpoint, LastCheckpoint, LearningRateLog, RunConfigFile,
+                             SkippedImagesReport, received_signal)
+from recal.callbacks.console import RunModelSummary, RunProgressBar, quiet_lightning
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
-from recal.tasks.checkpoints import check_config_matches_checkpoint
-from recal.errors import UserError
+from recal.errors import InvalidOptionError, UserError
+from recal import run_folder
+from recal.run_folder import RunFolder
+from recal.tasks.checkpoints import check_config_matches_checkpoint, check_same_task, read_checkpoint
 
-DEFAULT_RUNS_DIR = "runs"
+DEFAULT_RUNS_DIR = run_folder.DEFAULT_ROOT
+# Lightning's own default logger names: a run keeps the config's name instead.
+_UNNAMED = (None, "", "default", "lightning_logs")
+# Set by the process that plans a run, read by the DDP processes Lightning starts for it, so
+# that all ranks agree on one folder (the children re-parse the command line).
+_RUN_FOLDER_ENV = "RECAL_RUN_FOLDER"
+# The run being placed in this process: main() removes it when set-up fails before it held anything.
+_current: dict[str, Optional[RunFolder]] = {"run": None}
 
 
 class RecalCLI(LightningCLI):
-    """LightningCLI with recal's checkpointing, logging and class-count link."""
+    """LightningCLI with recal's run folders, checkpoints and class-count link."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.monitor": "val/acc1",
-            "checkpoint.mode": "max",
-            "checkpoint.filename": "best",
-            "checkpoint.save_last": True,
-            "checkpoint.save_top_k": 1,
-        })
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
         parser.add_lightning_class_args(SkippedImagesReport, "skipped_images")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        parser.add_lightning_class_args(LearningRateLog, "lr_monitor")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         # One seed drives weight init (seed_everything), sample order, augmentation and mixup.
         parser.link_arguments("seed_everything", "data.init_args.seed")
         parser.link_arguments("seed_everything", "model.init_args.seed")
 
+    # ------------------------------------------------------------------ checkpoints given
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI replaces the config's model with the one a --ckpt_path checkpoint was
-        # trained with; a config that asks for another backbone must fail, not be overridden.
-        check_config_matches_checkpoint(self.config, self.config.get("subcommand"))
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        path = config.get("ckpt_path")
+        if path in ("last", "best"):
+            names = run_folder.RESUMABLE if path == "last" else ("best.ckpt",)
+            config["ckpt_path"] = path = str(run_folder.latest_checkpoint(_root(config) / _name(config), names))
+        if path:
+            checkpoint = read_checkpoint(path)
+            check_same_task(checkpoint, path, _model_class(config))
+            check_config_matches_checkpoint(self.config, subcommand)
+            run = run_folder.run_of_checkpoint(Path(path))
+            if subcommand == "fit" and run is not None and not _ddp_child():
+                self._check_resume_config(config, run, path)
+        # LightningCLI replaces the config's model with the one the checkpoint was trained with
         super()._parse_ckpt_path()
 
+    def _check_resume_config(self, config: Any, run: Path, path: str) -> None:
+        saved = yaml.safe_load((run / run_folder.CONFIG_FILE).read_text()) or {}
+        current = yaml.safe_load(self._parser("fit").dump(config, skip_none=False)) or {}
+        differences = run_folder.config_differences(saved, current, (*run_folder.RESUME_MAY_CHANGE, *_PLACEMENT, "ckpt_path"))
+        if differences:
+            raise InvalidOptionError(
+                f"--ckpt_path {path} resumes {run}, whose config.yaml differs from this command in "
+                + "; ".join(differences) + " — a resume may change only max_epochs, max_steps and max_time "
+                "(start a new run, or fine-tune through the task's weights option)")
+
+    # ------------------------------------------------------------------ the run folder
     def before_instantiate_classes(self) -> None:
-        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        logger = config.get("trainer", {}).get("logger")
-        # Name the run folder after the config file unless the config names it.
-        if isinstance(logger, dict) or hasattr(logger, "init_args"):
-            init_args = logger["init_args"] if isinstance(logger, dict) else logger.init_args
-            if init_args.get("name") in (None, "default") and config.get("config"):
-                init_args["name"] = Path(str(config["config"][-1])).stem
+        if not self.subcommand:
+            return  # rebuilt for analysis (run=False): nothing is written
+        config = self.config[self.subcommand]
+        run = _plan(config, self.subcommand)
+        _current["run"] = run
+        os.environ[_RUN_FOLDER_ENV] = str(run.path)
+        restore = _place(config, run, self.subcommand)
+        self.save_config_kwargs = {**self.save_config_kwargs, "restore": restore, "resuming": run.resume is not None}
+        if run.resume is not None and not _ddp_child():
+            step = int(read_checkpoint(run.resume)["global_step"])
+            moved = run_folder.split_metrics(run.path, step)
+            if moved is not None:
+                _say(f"rows logged after step {step} (the checkpoint's) moved to {moved}")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        run = _current["run"]
+        if run is not None:
+            checkpoints = self.config[self.subcommand]["checkpoint"]["dirpath"]
+            callbacks.append(LastCheckpoint(dirpath=checkpoints))
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(RunProgressBar())
+        if config.get("enable_model_summary") is not False:
+            callbacks.append(RunModelSummary())
+        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        run = _current["run"]
+        if run is not None:
+            verb = "resuming" if run.resume is not None else "writing"
+            _say(f"{subcommand}: {verb} {run.path}" + (f" from {run.resume}" if run.resume else ""))
+            if run.resume is not None:
+                for logger in self.trainer.loggers:
+                    run_folder.continue_metrics(logger)
+        super()._run_subcommand(subcommand)
+        if run is not None:
+            _say(f"{subcommand} done: {run.path}")
 
 
-def trainer_defaults() -> dict:
-    """Trainer defaults: a CSV logger under ``runs/`` (TensorBoard too when installed)."""
+# Config keys recal sets to place a run; config.yaml keeps the user's values of them.
+_PLACEMENT = ("trainer.default_root_dir", "trainer.logger.init_args.save_dir", "trainer.logger.init_args.name",
+              "trainer.logger.init_args.version", "checkpoint.dirpath", "interrupt.dirpath")
+
+
+def _logger_args(config: Any) -> Any:
+    logger = config.get("trainer", {}).get("logger")
+    return logger.get("init_args") if hasattr(logger, "get") and logger.get("init_args") is not None else None
+
+
+def _root(config: Any) -> Path:
+    """``--trainer.default_root_dir``, else the logger's ``save_dir``, else ``runs``."""
+    args = _logger_args(config)
+    given = config.get("trainer", {}).get("default_root_dir") or (args.get("save_dir") if args is not None else None)
+    return Path(given or DEFAULT_RUNS_DIR)
+
+
+def _name(config: Any) -> str:
+    """The logger's name, else the config file's stem."""
+    args = _logger_args(config)
+    name = args.get("name") if args is not None else None
+    if name in _UNNAMED:
+        files = config.get("config") or []
+        name = Path(str(files[-1])).stem if files else "default"
+    return str(name)
+
+
+def _model_class(config: Any) -> Optional[str]:
+    model = config.get("model")
+    return model.get("class_path") if hasattr(model, "get") else None
+
+
+def _ddp_child() -> bool:
+    return bool(os.environ.get(_RUN_FOLDER_ENV)) and "LOCAL_RANK" in os.environ
+
+
+def _plan(config: Any, subcommand: str) -> RunFolder:
+    """The folder this run writes (see :mod:`recal.run_folder`); refuses one that holds an earlier run."""
+    checkpoint = config.get("ckpt_path")
+    of_checkpoint = run_folder.run_of_checkpoint(Path(checkpoint)) if checkpoint else None
+    if _ddp_child():
+        path = Path(os.environ[_RUN_FOLDER_ENV])
+        resume = Path(checkpoint) if subcommand == "fit" and of_checkpoint == path else None
+        return RunFolder(path, resume, existed=True)
+    if subcommand == "fit" and of_checkpoint is not None:
+        return RunFolder(of_checkpoint, Path(checkpoint), existed=True)
+    args = _logger_args(config)
+    version = args.get("version") if args is not None else None
+    parent = _root(config) / _name(config)
+    if subcommand != "fit":
+        parent = (of_checkpoint or parent) / subcommand
+    path = parent / (str(version) if version not in (None, "") else run_folder.next_version(parent))
+    run_folder.check_creatable(path)
+    if version not in (None, ""):
+        run_folder.refuse_existing(path)
+    return RunFolder(path, None, existed=path.exists())
+
+
+def _place(config: Any, run: RunFolder, subcommand: str) -> dict[str, Any]:
+    """Point the trainer, logger and checkpoint callbacks at ``run``; return the values they replaced."""
+    restore: dict[str, Any] = {}
+    root, name = _root(config), _name(config)
+
+    def put(key: str, value: Any) -> None:
+        restore[key] = config.get(key)
+        config[key] = value
+
+    put("trainer.default_root_dir", str(run.path))
+    args = _logger_args(config)
+    if args is not None:
+        # loggers write to <save_dir>/<name>/<version>: make that the run folder
+        if subcommand == "fit" and run.path == root / name / run.path.name:
+            save_dir = root
+        elif subcommand == "fit":  # a resumed run outside this root
+            save_dir, name = run.path.parent, ""
+        else:
+            save_dir, name = run.path.parent.parent, run.path.parent.name
+        for key, value in (("save_dir", str(save_dir)), ("name", str(name)), ("version", run.path.name)):
+            if key in args:
+                put(f"trainer.logger.init_args.{key}", value)
+    # validate/test read a training run's checkpoint: its callbacks' state names that run's folder
+    checkpoint = config.get("ckpt_path")
+    trained = run_folder.run_of_checkpoint(Path(checkpoint)) if checkpoint else None
+    checkpoints = (trained if subcommand != "fit" and trained else run.path) / run_folder.CHECKPOINTS
+    for key in ("checkpoint.dirpath", "interrupt.dirpath"):
+        if config.get(key) is None:
+            put(key, str(checkpoints))
+    return restore
+
+
+@rank_zero_only
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def trainer_defaults(args: Sequence[str] = ()) -> dict:
+    """Trainer defaults: a CSV logger named after the config file (``--config``'s stem)."""
+    configs = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
+    configs += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    name = Path(configs[-1]).stem if configs else "default"
     return {
         "logger": {
             "class_path": "lightning.pytorch.loggers.CSVLogger",
-            "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": "default"},
+            "init_args": {"save_dir": DEFAULT_RUNS_DIR, "name": name},
         },
     }
 
@@ -103,7 +267,8 @@ def create_cli(args: Sequence[str] | None = None, run: bool = True) -> RecalCLI:
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         parser_class=ConciseArgumentParser,
-        trainer_defaults=trainer_defaults(),
+        save_config_callback=RunConfigFile,
+        trainer_defaults=trainer_defaults(argv),
         args=None if args is None else argv,
         seed_everything_default=0,
         run=run,
@@ -114,16 +279,34 @@ def main(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``); return the exit status."""
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="jsonargparse")
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    quiet_lightning()
     keep_freed_memory()
+    _current["run"] = None
+    if not _ddp_child():
+        os.environ.pop(_RUN_FOLDER_ENV, None)
     try:
         create_cli(args)
     except (UserError, ValueError) as error:
         user_error = find_user_error(error)
         if user_error is None:
             raise
+        _forget_unused_run()
         print(f"error: {user_error}", file=sys.stderr)
         return 2
     except SIGTERMException:
-        print("stopped by SIGTERM; the run's checkpoints/interrupted.ckpt resumes it (--ckpt_path)", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        signum = received_signal() or signal.SIGTERM
+        run = _current["run"]
+        where = f"{run.path / run_folder.CHECKPOINTS / 'interrupted.ckpt'}" if run else "checkpoints/interrupted.ckpt"
+        print(f"stopped by {signal.Signals(signum).name}; --ckpt_path {where} resumes the run", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if not _ddp_child():
+            os.environ.pop(_RUN_FOLDER_ENV, None)
     return 0
+
+
+def _forget_unused_run() -> None:
+    """Remove the folder of a run that failed before writing a checkpoint or a metric (never an earlier run's)."""
+    run = _current["run"]
+    if run is not None and not run.existed and run_folder.remove_unused(run.path):
+        logging.getLogger(__name__).debug("removed %s", run.path)

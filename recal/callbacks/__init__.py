@@ -1,7 +1,10 @@
 """Trainer callbacks recal adds to every run (cli.py wires them)."""
 
-from recal.callbacks.checkpoint import RunCheckpoint
-from recal.callbacks.interrupt import InterruptCheckpoint
+from recal.callbacks.checkpoint import BestCheckpoint, LastCheckpoint
+from recal.callbacks.config_file import RunConfigFile
+from recal.callbacks.interrupt import InterruptCheckpoint, received_signal
+from recal.callbacks.lr_monitor import LearningRateLog
 from recal.callbacks.skipped_images import SkippedImagesReport
 
-__all__ = ["InterruptCheckpoint", "RunCheckpoint", "SkippedImagesReport"]
+__all__ = ["BestCheckpoint", "InterruptCheckpoint", "LastCheckpoint", "LearningRateLog", "RunConfigFile",
+           "SkippedImagesReport", "received_signal"]

@@ -13,7 +13,37 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from recal.errors import CheckpointMismatchError
+from recal.errors import CheckpointMismatchError, InvalidOptionError
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The Lightning checkpoint in ``path``; a missing, empty, truncated or foreign file is one clear error.
+
+    Read with ``weights_only=True``: recal's checkpoints hold tensors and plain hyperparameters only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidOptionError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise InvalidOptionError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, a text file, a pickle of something else
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InvalidOptionError(f"checkpoint {path} cannot be read (truncated, or not a PyTorch file): {reason}") \
+            from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "global_step" not in checkpoint:
+        raise InvalidOptionError(f"checkpoint {path} is not a Lightning checkpoint of a run (no state_dict and "
+                                 "global_step); a plain state dict goes to the task's weights option instead")
+    return checkpoint
+
+
+def check_same_task(checkpoint: dict[str, Any], path: str | Path, task_class_path: str | None) -> None:
+    """Raise :class:`CheckpointMismatchError` when ``checkpoint`` was written by another task class."""
+    saved = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    if saved and task_class_path and saved != task_class_path:
+        raise CheckpointMismatchError(f"checkpoint {path} was written by {saved}, but this config trains "
+                                      f"{task_class_path}; pass a config of that task")
 
 
 def _listed(keys: list[str], limit: int = 3) -> str:
@@ -76,7 +106,7 @@ def check_config_matches_checkpoint(config: Any, subcommand: str | None) -> None
     model = config[subcommand].get("model")
     init_args = model.get("init_args") if model is not None else None
     wanted = _options(init_args.get("backbone") if init_args is not None else None)
-    saved_hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    saved_hparams = read_checkpoint(path).get("hyper_parameters", {})
     saved = _options(saved_hparams.get("backbone"))
     if wanted and saved and wanted != saved:
         differing = sorted(k for k in wanted.keys() | saved.keys() if wanted.get(k) != saved.get(k))

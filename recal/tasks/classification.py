@@ -24,10 +24,11 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from recal.errors import InvalidOptionError, NonFiniteLossError
+from recal.errors import InvalidOptionError
 from recal.models import BackboneConfig
 from recal.models.param_groups import NoDecayScope
 from recal.tasks.checkpoints import check_checkpoint_fits
+from recal.tasks.finite import stop_if_not_finite
 from recal.tasks.kernels import KernelChoice, choose_kernels
 from recal.tasks.optim import default_optimizer, parameter_groups, with_warmup
 
@@ -124,7 +125,7 @@ class ClassificationTask(L.LightningModule):
             loss = self.training_loss(self(x), y, y2, lam)
         else:
             loss = self.training_loss(self(x), y)
-        self.check_finite(loss)
+        stop_if_not_finite(self, loss)
         self.train_samples.update(torch.tensor(float(x.shape[0]), device=self.device))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
@@ -147,14 +148,6 @@ class ClassificationTask(L.LightningModule):
         rank_zero_warn(f"skipped a training batch of {size} sample at step {self.global_step} (skipped corrupt "
                        "images left too few for BatchNorm)")
         return False
-
-    def check_finite(self, loss: Tensor) -> None:
-        """Stop with the step and the loss when training diverges."""
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite training loss {loss.item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}); the last good checkpoint is kept"
-            )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         path = self.trainer.ckpt_path if self._trainer is not None else None

@@ -36,7 +36,8 @@ from torch.optim import Optimizer
 from torchmetrics import MeanMetric
 from torchvision.utils import make_grid, save_image
 
-from recal.errors import InvalidOptionError, NonFiniteLossError
+from recal.errors import InvalidOptionError
+from recal.tasks.finite import stop_if_not_finite
 from recal.models.style_net import (CONTENT_LAYER, STYLE_LAYERS, Norm, TransformerNet, VGG16Features,
                                     gram_matrix, load_vgg16_features, random_vgg16_features, stylize)
 
@@ -230,9 +231,7 @@ class StyleTransferTask(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         content = batch[0]
         losses = self.losses(self.net(content), content)
-        if not torch.isfinite(losses["loss"]):
-            raise NonFiniteLossError(f"non-finite training loss {losses['loss'].item()} at global step "
-                                     f"{self.global_step}; lower the learning rate or the style weight")
+        stop_if_not_finite(self, losses["loss"], "lower the learning rate or the style weight")
         for name, value in losses.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=False, prog_bar=name == "loss",
                      batch_size=content.shape[0])
