@@ -26,8 +26,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from recal.allocator import keep_freed_memory
-from recal.callbacks import (BestCheckpoint, InterruptCheckpoint, LastCheckpoint, LearningRateLog, RunConfigFile,
-                             SkippedImagesReport, received_signal)
+from recal.callbacks import (BestCheckpoint, InterruptCheckpoint, LastCheckpoint, LearningRateLog, PredictionsCSV,
+                             RunConfigFile, SkippedImagesReport, received_signal)
 from recal.callbacks.console import RunModelSummary, RunProgressBar, quiet_lightning
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
@@ -53,6 +53,7 @@ class RecalCLI(LightningCLI):
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
         parser.add_lightning_class_args(SkippedImagesReport, "skipped_images")
+        parser.add_lightning_class_args(PredictionsCSV, "predictions")
         parser.add_lightning_class_args(LearningRateLog, "lr_monitor")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         # One seed drives weight init (seed_everything), sample order, augmentation and mixup.
@@ -250,9 +251,16 @@ def find_user_error(error: BaseException | None) -> UserError | None:
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
             return error
+        if isinstance(error, ModuleNotFoundError):  # an optional package a chosen class needs
+            return UserError(f"{_first_line(error)} — a class in the config needs a package that is not installed"
+                             + (": pip install -e '.[tensorboard]'" if "tensorboard" in str(error) else ""))
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def create_cli(args: Sequence[str] | None = None, run: bool = True) -> RecalCLI:

@@ -125,31 +125,27 @@ def split_metrics(run: Path, step: int) -> Optional[Path]:
     metrics = run / METRICS_FILE
     if not metrics.is_file():
         return None
-    lines = metrics.read_text().splitlines(keepends=True)
+    lines = metrics.read_bytes().splitlines(keepends=True)  # bytes: the CSV's \r\n line ends stay as they are
     if len(lines) < 2:
         return None
-    header = next(csv.reader([lines[0]]))
+    header = next(csv.reader([lines[0].decode()]))
     if "step" not in header:
         return None
     column = header.index("step")
     kept, discarded = [lines[0]], [lines[0]]
     for line in lines[1:]:
-        row = next(csv.reader([line]), [])
+        row = next(csv.reader([line.decode()]), [])
         logged_at = row[column] if len(row) > column else ""
         (discarded if logged_at and int(float(logged_at)) >= step else kept).append(line)
     if len(discarded) == 1:
         return None
     side = run / f"metrics.discarded-{1 + len(list(run.glob('metrics.discarded-*.csv')))}.csv"
-    side.write_text("".join(discarded))
-    _replace_text(metrics, "".join(kept))
-    return side
-
-
-def _replace_text(path: Path, text: str) -> None:
+    side.write_bytes(b"".join(discarded))
     # write-then-rename: a crash leaves the old file or the new one, never half of one
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    temporary = metrics.with_name(metrics.name + ".tmp")
+    temporary.write_bytes(b"".join(kept))
+    os.replace(temporary, metrics)
+    return side
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -173,13 +169,21 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ign
 
 
 def is_unused(folder: Path) -> bool:
-    """Whether a run folder holds nothing a user would miss: no checkpoint and no logged metric."""
-    if not folder.is_dir():
-        return False
-    if any(folder.rglob("*.ckpt")):
+    """Whether a run folder holds nothing a user would miss: no checkpoint, and no metric but learning rates.
+
+    (The learning-rate monitor logs before the first batch, so a run that failed at its first
+    batch has a metrics.csv with one row of learning rates.)
+    """
+    if not folder.is_dir() or any(folder.rglob("*.ckpt")):
         return False
     metrics = folder / METRICS_FILE
-    return not (metrics.is_file() and len(metrics.read_text().splitlines()) > 1)
+    if not metrics.is_file():
+        return True
+    with open(metrics, newline="") as file:
+        for row in csv.DictReader(file):
+            if any(value and key not in ("epoch", "step") and not key.startswith("lr-") for key, value in row.items()):
+                return False
+    return True
 
 
 def remove_unused(folder: Path) -> bool:

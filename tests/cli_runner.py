@@ -16,7 +16,7 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 
 def run_cli(args: list[str], out: Path) -> int:
     """``cli.py`` in this process, logging under ``out``; returns the exit status."""
-    return main([*args, "--trainer.logger.init_args.save_dir", str(out), *QUIET])
+    return main([*args, "--trainer.default_root_dir", str(out), *QUIET])
 
 
 def run_cli_subprocess(args: list[str], out: Path, timeout: float = 300,
@@ -24,7 +24,7 @@ def run_cli_subprocess(args: list[str], out: Path, timeout: float = 300,
     """``python cli.py`` in a fresh process (DDP, exit codes, stderr), logging under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    command = [sys.executable, str(ROOT / "cli.py"), *args, "--trainer.logger.init_args.save_dir", str(out), *QUIET]
+    command = [sys.executable, str(ROOT / "cli.py"), *args, "--trainer.default_root_dir", str(out), *QUIET]
     return subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
@@ -32,6 +32,13 @@ def run_cli_subprocess(args: list[str], out: Path, timeout: float = 300,
 def run_dirs(out: Path) -> list[Path]:
     """Every run folder (``<name>/version_N``) under ``out``, oldest first."""
     return sorted(out.glob("*/version_*"), key=lambda p: (p.parent.name, int(p.name.split("_")[1])))
+
+
+def checkpoint(path: Path) -> dict:
+    """A checkpoint file's contents."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:

@@ -34,10 +34,11 @@ Protocol = Literal["partition", "kfold"]
 
 
 class ImageList(Dataset):
-    """``(path, target)`` samples read with :func:`~recal.data.images.load_rgb`."""
+    """``(path, target)`` samples read with :func:`~recal.data.images.load_rgb`; ``classes`` names the targets."""
 
-    def __init__(self, samples: list[tuple[Path, int]]) -> None:
+    def __init__(self, samples: list[tuple[Path, int]], classes: list[str] | None = None) -> None:
         self.samples = samples
+        self.classes = classes
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -158,12 +159,12 @@ class DTDDataModule(ClassificationDataModule):
                 f"data.num_classes={self.num_classes} but {dtd_folder(self.root) / 'images'} has "
                 f"{len(classes)} class folders; set data.num_classes: {len(classes)}")
         if self.protocol == "partition":
-            return {split: ImageList(read_dtd_split(self.root, split, self.partition, classes))
+            return {split: ImageList(read_dtd_split(self.root, split, self.partition, classes), classes)
                     for split in ("train", "val", "test")}
         targets = [target for _, target in samples]
         train, test = kfold_indices(targets, self.folds, self.fold, self.fold_seed)
-        test_set = ImageList([samples[i] for i in test])
-        return {"train": ImageList([samples[i] for i in train]), "val": test_set, "test": test_set}
+        test_set = ImageList([samples[i] for i in test], classes)
+        return {"train": ImageList([samples[i] for i in train], classes), "val": test_set, "test": test_set}
 
     def build_split(self, split: str) -> Dataset:
         if self._splits is None:

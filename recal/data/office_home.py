@@ -51,10 +51,11 @@ def domain_folder(root: Path, domain: str) -> Path:
 
 
 class DomainImageList(Dataset):
-    """``(path, class, domain)`` samples; items ``(image, (class, domain))``."""
+    """``(path, class, domain)`` samples; items ``(image, (class, domain))``; ``classes`` names the classes."""
 
-    def __init__(self, samples: list[tuple[Path, int, int]]) -> None:
+    def __init__(self, samples: list[tuple[Path, int, int]], classes: list[str] | None = None) -> None:
         self.samples = samples
+        self.classes = classes
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -224,7 +225,8 @@ class OfficeHomeDataModule(ClassificationDataModule):
                 train += train_part
                 evaluate += test_part
         evaluate.sort(key=lambda s: (s[2], s[1], str(s[0])))
-        return {"train": DomainImageList(train), "val": DomainImageList(evaluate), "test": DomainImageList(evaluate)}
+        return {"train": DomainImageList(train, classes), "val": DomainImageList(evaluate, classes),
+                "test": DomainImageList(evaluate, classes)}
 
     def build_split(self, split: str) -> Dataset:
         if self._splits is None:

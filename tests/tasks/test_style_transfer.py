@@ -40,8 +40,7 @@ def config(norm: str) -> str:
 
 
 def fit_args(norm: str, root: Path, *extra: str) -> list[str]:
-    return ["fit", "--config", config(norm), *TINY, "--trainer.default_root_dir", str(root),
-            "--trainer.logger.init_args.save_dir", str(root), *extra]
+    return ["fit", "--config", config(norm), *TINY, "--trainer.default_root_dir", str(root), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,7 @@ def test_predict_writes_each_image_at_its_own_size(runs: dict[str, Path], tmp_pa
     ckpt = runs["bn_srm"] / "checkpoints" / "last.ckpt"
     code = main(["predict", "--config", config("bn_srm"), "--ckpt_path", str(ckpt),
                  "--data.init_args.predict_dir", str(tmp_path / "in"), "--model.init_args.output_dir", str(out),
-                 "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+                 "--trainer.default_root_dir", str(tmp_path / "runs"),
                  "--trainer.enable_progress_bar", "false"])
     assert code == 0
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
