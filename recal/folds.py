@@ -6,7 +6,9 @@
 
 Each split is one ``cli.py fit`` followed by one ``cli.py test`` (in this process), logged
 under ``--out`` (default ``runs/folds/<timestamp>``) as ``<split>/fit/`` (config.yaml,
-metrics.csv, checkpoints/) and ``<split>/test/``. Partition N tests the checkpoint with the
+metrics.csv, checkpoints/) and ``<split>/fit/test/version_0/``. The same ``--out`` with the
+same options resumes: finished splits are read back, an unfinished fit continues from its
+checkpoint; other options are refused, naming them. Partition N tests the checkpoint with the
 best val/acc1 (valN) on testN; fold i tests ``last.ckpt`` on fold i, because fold i is also
 its only validation set and choosing the best epoch on it would flatter the result
 (``--checkpoint`` overrides either). Arguments after ``--`` go to every ``cli.py`` call.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +31,7 @@ from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from recal import run_folder
 from recal.cli import main as cli_main
 from recal.config_paths import resolve_config
 from recal.errors import InvalidOptionError, UserError
@@ -35,6 +39,8 @@ from recal.errors import InvalidOptionError, UserError
 __all__ = ["FoldResult", "data_defaults", "main", "run_folds", "write_results"]
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+OPTIONS_FILE = "folds.yaml"
+DONE_FILE = "finished_runs.txt"
 Protocol = Literal["partition", "kfold"]
 
 
@@ -54,6 +60,20 @@ def data_defaults(config: str | Path) -> dict:
     return dict(data.get("init_args") or {})
 
 
+def dtd_configs() -> list[str]:
+    """The configs whose data has DTD's ``protocol`` option."""
+    from recal.config_paths import CONFIG_ROOT
+
+    found = []
+    for path in sorted(CONFIG_ROOT.rglob("*.yaml")):
+        try:
+            if "protocol" in data_defaults(path):
+                found.append(path.relative_to(CONFIG_ROOT).as_posix())
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+    return found
+
+
 def _split_args(protocol: str, split: int, folds: int) -> tuple[str, list[str]]:
     if protocol == "partition":
         return f"partition_{split}", ["--data.init_args.protocol", "partition", "--data.init_args.partition", str(split)]
@@ -69,6 +89,43 @@ def _read_metric(metrics_csv: Path, key: str) -> float:
     return values[-1]
 
 
+def _options_file(out: Path, options: dict) -> None:
+    """Write ``out/folds.yaml``, or refuse when an earlier runner wrote it with other options."""
+    path = out / OPTIONS_FILE
+    if path.is_file():
+        saved = yaml.safe_load(path.read_text()) or {}
+        differing = [f"{k}: {saved.get(k)!r} → {options.get(k)!r}" for k in sorted(saved.keys() | options.keys())
+                     if saved.get(k) != options.get(k)]
+        if differing:
+            raise InvalidOptionError(f"{out} holds folds run with other options ({'; '.join(differing)}); "
+                                     "give another --out, or the same options to resume them")
+        return
+    path.write_text(yaml.safe_dump(options, sort_keys=False))
+
+
+def _finished(out: Path) -> set[str]:
+    done = out / DONE_FILE
+    return set(done.read_text().split()) if done.is_file() else set()
+
+
+def _mark_finished(out: Path, name: str) -> None:
+    with open(out / DONE_FILE, "a") as f:
+        f.write(name + "\n")
+
+
+def _resume_args(fit_dir: Path) -> list[str]:
+    """``--ckpt_path`` of an unfinished fit (its newest resumable checkpoint), or none for a new one."""
+    if not run_folder.holds_files(fit_dir):
+        return []
+    from recal.tasks.checkpoints import read_checkpoint
+
+    found = [fit_dir / "checkpoints" / n for n in run_folder.RESUMABLE if (fit_dir / "checkpoints" / n).is_file()]
+    if not found:
+        raise InvalidOptionError(f"{fit_dir} holds a fit that stopped before its first checkpoint; delete that "
+                                 "folder and run again to redo it")
+    return ["--ckpt_path", str(max(found, key=lambda p: int(read_checkpoint(p)["global_step"])))]
+
+
 def run_folds(
     config: str,
     out: Path,
@@ -80,32 +137,52 @@ def run_folds(
     cli_args: Sequence[str] = (),
     console: Console | None = None,
 ) -> list[FoldResult]:
-    """Fit and test ``config`` on each of ``splits``; return one :class:`FoldResult` per split."""
+    """Fit and test ``config`` on each of ``splits``; return one :class:`FoldResult` per split.
+
+    Given the ``out`` of an earlier runner with the same options, finished splits are read
+    back, an unfinished fit resumes from its checkpoint, and a finished fit is only tested.
+    """
     console = console or Console(stderr=True)
+    _options_file(out, {"config": str(config), "protocol": protocol, "splits": list(splits), "folds": folds,
+                        "checkpoint": checkpoint, "metric": metric, "cli_args": list(cli_args)})
     results: list[FoldResult] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"{protocol} runs", total=len(splits))
         for split in splits:
             name, data_args = _split_args(protocol, split, folds)
-            progress.update(task, description=f"{name}: fit")
-            common = ["--config", config, *data_args, *QUIET, "--trainer.logger.init_args.save_dir", str(out),
+            fit_dir = out / name / "fit"
+            test_dir = fit_dir / "test" / "version_0"
+            common = ["--config", config, *data_args, *QUIET, "--trainer.default_root_dir", str(out),
                       "--trainer.logger.init_args.name", name]
-            if cli_main(["fit", *common, "--trainer.logger.init_args.version", "fit", *cli_args]) != 0:
-                raise InvalidOptionError(f"{name}: cli.py fit failed (see the message above)")
-            ckpt = out / name / "fit" / "checkpoints" / f"{checkpoint}.ckpt"
+            if f"{name}/fit" not in _finished(out):
+                progress.update(task, description=f"{name}: fit")
+                fit = ["fit", *common, "--trainer.logger.init_args.version", "fit", *cli_args, *_resume_args(fit_dir)]
+                if cli_main(fit) != 0:
+                    raise InvalidOptionError(f"{name}: cli.py fit failed (see the message above)")
+                _mark_finished(out, f"{name}/fit")
+            ckpt = fit_dir / "checkpoints" / f"{checkpoint}.ckpt"
             if not ckpt.is_file():
                 raise InvalidOptionError(f"{name}: fit wrote no {ckpt}")
-            progress.update(task, description=f"{name}: test")
-            # the test run's checkpoint callback points at the fit run's folder, so Lightning
-            # restores it without a "dirpath has changed" warning; testing writes no checkpoint
-            if cli_main(["test", *common, "--trainer.logger.init_args.version", "test", *cli_args,
-                         "--checkpoint.dirpath", str(ckpt.parent), "--ckpt_path", str(ckpt)]) != 0:
-                raise InvalidOptionError(f"{name}: cli.py test failed (see the message above)")
-            results.append(FoldResult(name, _read_metric(out / name / "test" / "metrics.csv", metric)))
-            progress.console.print(f"{name}: {metric} = {100 * results[-1].top1:.2f} %")
+            if f"{name}/test" not in _finished(out):
+                progress.update(task, description=f"{name}: test")
+                if test_dir.exists():  # a test that stopped half-way: its folder says nothing
+                    shutil.rmtree(test_dir)
+                if cli_main(["test", *common, "--trainer.logger.init_args.version", "version_0", *cli_args,
+                             "--ckpt_path", str(ckpt)]) != 0:
+                    raise InvalidOptionError(f"{name}: cli.py test failed (see the message above)")
+                _mark_finished(out, f"{name}/test")
+            results.append(FoldResult(name, _read_metric(test_dir / "metrics.csv", metric)))
+            progress.console.print(f"{name}: {metric} = {100 * results[-1].top1:.2f} % ({checkpoint}.ckpt, step "
+                                   f"{_global_step(ckpt)})")
             progress.advance(task)
     return results
+
+
+def _global_step(path: Path) -> int:
+    from recal.tasks.checkpoints import read_checkpoint
+
+    return int(read_checkpoint(path)["global_step"])
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -161,6 +238,9 @@ def main(args: Sequence[str] | None = None) -> int:
     try:
         config = resolve_config(options.config)
         defaults = data_defaults(config)
+        if "protocol" not in defaults:
+            raise InvalidOptionError(f"config {options.config} trains on no DTD partitions or folds (its data has "
+                                     f"no protocol option); recal.folds runs DTD configs: {dtd_configs()}")
         protocol = options.protocol or defaults.get("protocol", "partition")
         folds = options.folds or int(defaults.get("folds", 5))
         valid = list(range(1, 11)) if protocol == "partition" else list(range(folds))

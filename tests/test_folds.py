@@ -48,7 +48,7 @@ def test_kfold_runner_writes_k_rows_and_mean_std(tmp_path, dtd, capsys):
     for fold in range(3):
         fit = out / f"fold_{fold}" / "fit"
         assert (fit / "config.yaml").is_file() and (fit / "checkpoints" / "last.ckpt").is_file()
-        with open(out / f"fold_{fold}" / "test" / "metrics.csv", newline="") as f:
+        with open(fit / "test" / "version_0" / "metrics.csv", newline="") as f:
             logged = float(next(r for r in csv.DictReader(f) if r.get("test/acc1"))["test/acc1"])
         assert logged == pytest.approx(values[fold], abs=1e-6)
         assert f"fold: {fold}" in (fit / "config.yaml").read_text()
@@ -58,7 +58,7 @@ def test_partition_runner_tests_the_best_checkpoint_on_testN(tmp_path, dtd):
     out = tmp_path / "partitions"
     assert main(["--config", "dtd/srm_r50_dtd.yaml", "--splits", "[2]", "--out", str(out), "--", *_tiny(dtd)]) == 0
     assert (out / "results.md").read_text().count("| partition_2 |") == 1
-    config = (out / "partition_2" / "test" / "config.yaml").read_text()
+    config = (out / "partition_2" / "fit" / "test" / "version_0" / "config.yaml").read_text()
     assert "partition: 2" in config and "best.ckpt" in config
 
 
@@ -70,6 +70,53 @@ def test_partition_runner_tests_the_best_checkpoint_on_testN(tmp_path, dtd):
 def test_bad_split_exits_with_a_short_message(tmp_path, args, message, capsys):
     assert main(["--config", "dtd/srm_r50_dtd.yaml", "--out", str(tmp_path), *args]) == 2
     assert f"error: {message}" in capsys.readouterr().err
+
+
+def _digests(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_kfold_tests_the_last_state_not_the_best_epoch_and_resumes_or_refuses(tmp_path, dtd, capsys):
+    """``--checkpoint.mode min`` makes an early epoch "best": the fold must still test the final state."""
+    out = tmp_path / "folds"
+    args = ["--config", "dtd/srm_r50_dtd.yaml", "--protocol", "kfold", "--folds", "2", "--splits", "[0]",
+            "--out", str(out), "--", *_tiny(dtd), "--trainer.max_epochs", "3", "--checkpoint.mode", "min"]
+    assert main(args) == 0
+    fit = out / "fold_0" / "fit"
+    last = torch.load(fit / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 3 * 2 and last["epoch"] == 2
+    tested = (fit / "test" / "version_0" / "config.yaml").read_text()
+    assert str(fit / "checkpoints" / "last.ckpt") in tested
+    assert "last.ckpt, step 6" in capsys.readouterr().err
+    before = _digests(out)
+    assert main(args) == 0  # same options: read back, nothing retrained or rewritten
+    assert {k: v for k, v in _digests(out).items() if k not in ("results.csv", "results.md")} == \
+        {k: v for k, v in before.items() if k not in ("results.csv", "results.md")}
+    capsys.readouterr()
+    assert main([*args[:args.index("--")], "--checkpoint", "best", *args[args.index("--"):]]) == 2
+    line = capsys.readouterr().err
+    assert "checkpoint: 'last' → 'best'" in line and str(out) in line
+    assert {k: v for k, v in _digests(out).items()} == before
+
+
+def test_an_unfinished_fit_resumes_from_its_checkpoint(tmp_path, dtd):
+    out = tmp_path / "folds"
+    args = ["--config", "dtd/srm_r50_dtd.yaml", "--protocol", "kfold", "--folds", "2", "--splits", "[1]",
+            "--out", str(out), "--", *_tiny(dtd), "--trainer.max_epochs", "2"]
+    assert main(args) == 0
+    fit = out / "fold_1" / "fit"
+    (out / "finished_runs.txt").write_text("")  # as if the runner had died before recording the fit
+    final = torch.load(fit / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert main(args) == 0
+    again = torch.load(fit / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert again["global_step"] == final["global_step"]  # resumed from its last state: nothing left to train
+    assert [p.name for p in (fit / "test").iterdir()] == ["version_0"]
+
+
+def test_a_config_without_folds_is_named(tmp_path, capsys):
+    assert main(["--config", "quickstart.yaml", "--out", str(tmp_path / "o")]) == 2
+    line = capsys.readouterr().err
+    assert "quickstart.yaml" in line and "dtd/srm_r50_dtd.yaml" in line
 
 
 def test_mean_std_of_one_value_has_zero_spread():

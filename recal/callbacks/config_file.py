@@ -3,7 +3,7 @@
 LightningCLI's ``SaveConfigCallback`` would save the config after recal placed the run
 (``default_root_dir``, the logger's version, checkpoint folders): rerunning that file
 would then point at the old folder. This one saves the config with those values as the
-user wrote them (``restore``) and without ``ckpt_path``, so ``cli.py fit --config
+user wrote them (``restore``) and, for a fit, without ``ckpt_path``, so ``cli.py fit --config
 <run>/config.yaml`` starts a new run of the same experiment. A resumed run (``resuming``)
 keeps an identical config.yaml untouched; one resumed with other ``max_*`` limits gets
 the new config.yaml, the old one kept as ``config.previous-K.yaml``.
@@ -28,10 +28,10 @@ class RunConfigFile(SaveConfigCallback):
         self.restore = dict(restore or {})
         self.resuming = resuming
 
-    def as_given(self) -> Any:
-        """The config with recal's placement undone."""
+    def as_given(self, stage: str = "fit") -> Any:
+        """The config with recal's placement undone (and, for a fit, without the checkpoint it resumed)."""
         config = self.config.clone()
-        for key, value in {**self.restore, "ckpt_path": None}.items():
+        for key, value in {**self.restore, **({"ckpt_path": None} if stage == "fit" else {})}.items():
             if key in config:
                 config[key] = value
         return config
@@ -43,7 +43,7 @@ class RunConfigFile(SaveConfigCallback):
         if trainer.is_global_zero:
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(path.name + ".tmp")
-            self.parser.save(self.as_given(), temporary, skip_none=False, overwrite=True, multifile=False)
+            self.parser.save(self.as_given(stage), temporary, skip_none=False, overwrite=True, multifile=False)
             if path.is_file() and path.read_bytes() == temporary.read_bytes():
                 temporary.unlink()
             else:
