@@ -91,12 +91,14 @@ class RecalCLI(LightningCLI):
                 "(start a new run, or fine-tune through the task's weights option)")
 
     # ------------------------------------------------------------------ the run folder
+    placed: Optional[RunFolder] = None  # the run folder of this invocation
+
     def before_instantiate_classes(self) -> None:
         if not self.subcommand:
             return  # rebuilt for analysis (run=False): nothing is written
         config = self.config[self.subcommand]
         run = _plan(config, self.subcommand)
-        _current["run"] = run
+        _current["run"] = self.placed = run
         os.environ[_RUN_FOLDER_ENV] = str(run.path)
         restore = _place(config, run, self.subcommand)
         self.save_config_kwargs = {**self.save_config_kwargs, "restore": restore, "resuming": run.resume is not None}
@@ -110,7 +112,7 @@ class RecalCLI(LightningCLI):
         config = self._get(self.config_init, "trainer", default={})
         callbacks = config.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-        run = _current["run"]
+        run = self.placed
         if run is not None:
             checkpoints = self.config[self.subcommand]["checkpoint"]["dirpath"]
             callbacks.append(LastCheckpoint(dirpath=checkpoints))
@@ -121,7 +123,7 @@ class RecalCLI(LightningCLI):
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        run = _current["run"]
+        run = self.placed
         if run is not None:
             verb = "resuming" if run.resume is not None else "writing"
             _say(f"{subcommand}: {verb} {run.path}" + (f" from {run.resume}" if run.resume else ""))

@@ -97,6 +97,42 @@ def test_a_finished_sweep_is_resumed_not_retrained(swept: tuple[Path, str], caps
     assert (out / "table.csv").read_text() == before
 
 
+def _digests(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_same_out_with_other_options_is_refused_naming_them(swept: tuple[Path, str], capsys) -> None:
+    out, _ = swept
+    before = _digests(out)
+    assert sweep.main(["--config", "quickstart.yaml", "--key", "model.backbone.pooling",
+                       "--values", "[[avg], [max]]", "--seeds", "[0, 1]", "--out", str(out), "--", *TINY]) == 2
+    line = capsys.readouterr().err
+    assert "values:" in line and "'max'" in line and str(out) in line
+    assert _digests(out) == before  # sweep.yaml still names the options its runs were trained with
+
+
+def test_a_bad_value_stops_the_sweep_before_anything_trains(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sweep"
+    assert sweep.main(["--config", "quickstart.yaml", "--key", "model.backbone.name",
+                       "--values", "[cifar_resnet20, srm_cifar_resnet2000]", "--out", str(out), "--", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "srm_cifar_resnet2000" in err
+    assert not (out / "runs").exists()
+
+
+def test_an_interrupted_sweep_run_resumes_from_its_checkpoint(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sweep"
+    args = ["--config", "quickstart.yaml", "--key", "model.backbone.name", "--values", "[cifar_resnet20]",
+            "--out", str(out), "--", *TINY]
+    assert sweep.main(args) == 0
+    run = out / "runs" / "cifar_resnet20" / "seed_0"
+    (out / "finished_runs.txt").write_text("")  # as if the sweep had died before recording the run
+    metrics = (run / "metrics.csv").read_bytes()
+    assert sweep.main(args) == 0
+    assert "(resumed)" in capsys.readouterr().err
+    assert (run / "metrics.csv").read_bytes() == metrics  # continued from its final state: nothing re-logged
+
+
 def _validate(run: Path, tmp_path: Path) -> float:
     """val/acc1 of a plain Lightning validation of the run's best checkpoint (two batches)."""
     cli = create_cli(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "best.ckpt"),

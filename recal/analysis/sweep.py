@@ -81,7 +81,7 @@ def run_arguments(plan: SweepPlan, value: Any, seed: int, runs_dir: Path) -> lis
     """The ``cli.py`` arguments of one run, logging to ``runs_dir/<variant>/seed_<seed>``."""
     return ["fit", "--config", plan.config, f"--{plan.key}", cli_value(value), "--seed_everything", str(seed),
             *plan.overrides,
-            "--trainer.logger.init_args.save_dir", str(runs_dir),
+            "--trainer.default_root_dir", str(runs_dir),
             "--trainer.logger.init_args.name", folder_name(variant_label(value)),
             "--trainer.logger.init_args.version", f"seed_{seed}"]
 
@@ -104,13 +104,62 @@ def launch_subprocess(args: list[str]) -> int:
     return subprocess.run([sys.executable, str(cli), *args], stdin=subprocess.DEVNULL).returncode
 
 
+def check_values(plan: SweepPlan) -> None:
+    """Build every variant's task and data (nothing trained or written): a bad value stops the sweep first."""
+    from recal.cli import create_cli, find_user_error
+
+    for value in plan.values:
+        args = ["--config", plan.config, f"--{plan.key}", cli_value(value), *plan.overrides,
+                "--trainer.logger", "false"]
+        try:
+            create_cli(args, run=False)
+        except SystemExit as exc:  # the parser printed its one-line error
+            raise InvalidOptionError(f"sweep value {display_value(value)} of {plan.key} is not valid "
+                                     "(see the error above); nothing was trained") from exc
+        except (UserError, ValueError) as error:
+            user_error = find_user_error(error)
+            if user_error is None:
+                raise
+            raise InvalidOptionError(f"sweep value {display_value(value)} of {plan.key}: {user_error}; "
+                                     "nothing was trained") from error
+
+
+def check_same_plan(plan: SweepPlan, out: Path) -> None:
+    """Refuse an ``out`` whose ``sweep.yaml`` was written for other options, naming them."""
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        return
+    saved, wanted = yaml.safe_load(path.read_text()) or {}, asdict(plan)
+    differing = [f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in wanted if saved.get(k) != wanted.get(k)]
+    if differing:
+        raise InvalidOptionError(f"{out} holds a sweep with other options ({'; '.join(differing)}); give another "
+                                 "--out, or the same options to resume it")
+
+
+def resume_arguments(folder: Path) -> list[str]:
+    """``--ckpt_path`` of an unfinished run's newest checkpoint (none for a folder not yet started)."""
+    from recal.run_folder import RESUMABLE, holds_files
+    from recal.tasks.checkpoints import read_checkpoint
+
+    if not holds_files(folder):
+        return []
+    found = [folder / "checkpoints" / n for n in RESUMABLE if (folder / "checkpoints" / n).is_file()]
+    if not found:
+        raise UserError(f"{folder} holds a run that stopped before its first checkpoint; delete it and run the "
+                        "sweep again to redo it")
+    return ["--ckpt_path", str(max(found, key=lambda p: int(read_checkpoint(p)["global_step"])))]
+
+
 def run_sweep(plan: SweepPlan, out: Path, launch: Callable[[list[str]], int] = launch_inprocess,
               say: Callable[[str], None] = print) -> None:
-    """Train every (value, seed) of ``plan`` under ``out/runs``; complete runs are skipped (resume).
+    """Train every (value, seed) of ``plan`` under ``out/runs``; finished runs are skipped, unfinished ones resumed.
 
-    Writes ``out/sweep.yaml`` first, so :func:`collect` knows the key and the
-    variants' order even for a sweep that was interrupted.
+    Every value is checked before the first run trains; an ``out`` of another plan is refused.
+    Writes ``out/sweep.yaml`` first, so :func:`collect` knows the key and the variants' order
+    even for a sweep that was interrupted.
     """
+    check_same_plan(plan, out)
+    check_values(plan)
     (out / SWEEP_FILE).write_text(yaml.safe_dump(asdict(plan), sort_keys=False))
     runs_dir = out / "runs"
     # A run counts as finished only once its launch returned 0 (last.ckpt alone
@@ -125,10 +174,9 @@ def run_sweep(plan: SweepPlan, out: Path, launch: Callable[[list[str]], int] = l
         if name in done and folder.is_dir():
             say(f"{header}: finished before, skipped ({folder})")
             continue
-        if folder.exists():
-            raise UserError(f"{folder} holds an unfinished run; delete it and run the sweep again to redo it")
-        say(f"{header} → {folder}")
-        code = launch(run_arguments(plan, value, seed, runs_dir))
+        resume = resume_arguments(folder)
+        say(f"{header} → {folder}" + (" (resumed)" if resume else ""))
+        code = launch([*run_arguments(plan, value, seed, runs_dir), *resume])
         if code != 0:
             raise UserError(f"run {header} failed with exit status {code}; its output is above ({folder})")
         with open(done_file, "a") as f:

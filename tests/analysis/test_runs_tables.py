@@ -65,6 +65,7 @@ def test_sweep_run_arguments_give_each_run_its_own_folder(tmp_path: Path) -> Non
     assert args[:3] == ["fit", "--config", "quickstart.yaml"]
     assert args[args.index("--model.backbone.pooling") + 1] == '["avg", "std"]'
     assert args[args.index("--seed_everything") + 1] == "1"
+    assert args[args.index("--trainer.default_root_dir") + 1] == str(tmp_path)
     assert args[args.index("--trainer.logger.init_args.name") + 1] == "avg+std"
     assert args[args.index("--trainer.logger.init_args.version") + 1] == "seed_1"
     assert variant_label("cfc") == "cfc" and cli_value("cfc") == "cfc" and cli_value(3) == "3"
