@@ -9,6 +9,7 @@ import torch
 
 from recal.cli import create_cli
 from recal.errors import NonFiniteLossError
+from recal.tasks.finite import stop_if_not_finite
 from recal.models import BackboneConfig
 from recal.models.srm import SRM
 from recal.tasks import ClassificationTask
@@ -82,8 +83,9 @@ def test_mixup_is_a_function_of_seed_and_step() -> None:
 
 def test_non_finite_loss_names_the_step() -> None:
     task = ClassificationTask(BackboneConfig(name="cifar_resnet20"), num_classes=10)
-    with pytest.raises(NonFiniteLossError, match=r"nan.*step 0"):
-        task.check_finite(torch.tensor(float("nan")))
+    stop_if_not_finite(task, torch.tensor(1.5))  # a finite loss passes
+    with pytest.raises(NonFiniteLossError, match=r"nan.*step 0.*before its optimizer step"):
+        stop_if_not_finite(task, torch.tensor(float("nan")))
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
