@@ -14,13 +14,14 @@ class StepMarker(L.Callback):
 
 
 class InjectNaN(L.Callback):
-    """Turn the inputs of the training batch at global step ``at_step`` into NaN."""
+    """Turn the inputs of the training batch at global step ``at_step`` into NaN (on ``rank`` only, if given)."""
 
-    def __init__(self, at_step: int = 3) -> None:
+    def __init__(self, at_step: int = 3, rank: int | None = None) -> None:
         self.at_step = at_step
+        self.rank = rank
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.at_step:
+        if trainer.global_step == self.at_step and self.rank in (None, trainer.global_rank):
             batch[0].fill_(float("nan"))
 
 
