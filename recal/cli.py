@@ -32,6 +32,7 @@ from recal.callbacks.console import RunModelSummary, RunProgressBar, quiet_light
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
 from recal.errors import InvalidOptionError, UserError
+from recal.paths import ensure_creatable
 from recal import run_folder
 from recal.run_folder import RunFolder
 from recal.tasks.checkpoints import check_config_matches_checkpoint, check_same_task, read_checkpoint
@@ -187,7 +188,7 @@ def _plan(config: Any, subcommand: str) -> RunFolder:
     if subcommand != "fit":
         parent = (of_checkpoint or parent) / subcommand
     path = parent / (str(version) if version not in (None, "") else run_folder.next_version(parent))
-    run_folder.check_creatable(path)
+    ensure_creatable(path, "run folder")
     if version not in (None, ""):
         run_folder.refuse_existing(path)
     return RunFolder(path, None, existed=path.exists())

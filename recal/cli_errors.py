@@ -15,6 +15,13 @@ from typing import NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser
 
+from recal.numeric_unions import install as install_int_before_float
+
+# Every recal parser (cli.py's and the commands') is built from this module: from here on
+# jsonargparse reads an int as an int in Union[int, float] options (limit_val_batches: 1),
+# whatever else the process imported first.
+install_int_before_float()
+
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value: (.+))?$")
 _GIVEN = re.compile(r"^Given value: (.+)$")

@@ -1,9 +1,10 @@
 """The shared ending of every ``python -m recal.<tool>`` command.
 
-A command's work either raises a :class:`UserError` — one ``error:`` line on stderr,
-exit status 2, and an output folder it created but left empty is removed — or returns
-its output folder: the command prints its main table (when it has one) and then, last,
-the folder (SPEC §1).
+A command's arguments are read by a :class:`CommandParser`: a bad option is one ``error:``
+line naming it, a hint, and exit status 2, like ``cli.py``'s. A command's work either
+raises a :class:`UserError` — one ``error:`` line on stderr, exit status 2, and an output
+folder it created but left empty is removed — or returns its output folder: the command
+prints its main table (when it has one) and then, last, the folder.
 """
 
 from __future__ import annotations
@@ -11,10 +12,42 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-from recal.analysis.runs import remove_if_empty
+from jsonargparse import ArgumentParser
+
+from recal.analysis.runs import output_dir, remove_if_empty
+from recal.cli_errors import summarize
 from recal.errors import UserError
+
+
+class CommandParser(ArgumentParser):
+    """jsonargparse ArgumentParser of a ``python -m recal.<tool>`` command: errors in one line, exit 2.
+
+    An unknown option, a value of the wrong type or a missing required argument prints
+    ``error: <what is wrong>`` and a hint where to find the options, instead of the usage
+    text and jsonargparse's nested explanation.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        """Print the one-line summary of ``message`` and the help hint; exit with status 2."""
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        sys.stderr.write(f"error: {self._as_option(summarize(message))}\n(run `{self.prog} --help` for the options)\n")
+        sys.exit(2)
+
+    def _as_option(self, summary: str) -> str:
+        """The summary with option names spelled as typed: ``--input_size: …``; positionals unchanged."""
+        required = "the following arguments are required: "
+        if summary.startswith(required):
+            return required + ", ".join(self._spelling(name) for name in summary[len(required):].split(", "))
+        key, sep, rest = summary.partition(": ")
+        return f"{self._spelling(key)}: {rest}" if sep else summary
+
+    def _spelling(self, dest: str) -> str:
+        """``--dest`` when ``dest`` is an option of this parser, else ``dest`` itself."""
+        option = f"--{dest}"
+        return option if any(option in action.option_strings for action in self._actions) else dest
 
 
 def parse_command(parser: Any, args: Sequence[str] | None) -> Any:
@@ -33,9 +66,30 @@ def finish_command(work: Callable[[], Path], table: str | None = None, folder: P
     except UserError as error:
         if folder is not None:
             remove_if_empty(folder)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report(error)
     if table is not None:
         print((out / table).read_text())
     print(out)
     return 0
+
+
+def finish_in_folder(tool: str, out: str | None, work: Callable[[Path], Any], table: str | None = None) -> int:
+    """Make the output folder (``out``, else ``runs/<tool>/<timestamp>``), run ``work(folder)`` in it, finish.
+
+    A folder that cannot be created is reported like any other user error (exit 2).
+    """
+    try:
+        folder = output_dir(tool, out)
+    except UserError as error:
+        return report(error)
+
+    def work_in_folder() -> Path:
+        work(folder)
+        return folder
+    return finish_command(work_in_folder, table, folder)
+
+
+def report(error: UserError) -> int:
+    """Print ``error`` as the one ``error:`` line on stderr; return the exit status 2."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2

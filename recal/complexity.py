@@ -22,12 +22,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import Progress
 
 from recal.analysis import tables
-from recal.command import finish_command, parse_command
+from recal.command import CommandParser, finish_in_folder, parse_command
+from recal.errors import InvalidOptionError
 
 
 PAPER_MODELS = ("resnet50", "se_resnet50", "ge_resnet50", "srm_resnet50",
@@ -82,17 +82,26 @@ def _backbone_of(target: str) -> tuple[Any, int, str]:
     return BackboneConfig(name=target), 10 if cifar else 1000, "model name"
 
 
+def check_positive(option: str, value: Optional[int]) -> None:
+    """Raise :class:`InvalidOptionError` unless ``value`` is None (the default) or a positive integer."""
+    # 0 must not fall through to the default size or class count as a falsy value would
+    if value is not None and value < 1:
+        raise InvalidOptionError(f"{option} {value}: expected a positive integer")
+
+
 def complexity_row(target: str, input_size: Optional[int] = None, num_classes: Optional[int] = None,
                    layout: str = "v1", full: bool = True) -> dict[str, Any]:
     """Build ``target`` (a model name or a config) and count its parameters and multiply-adds."""
     from recal.analysis.complexity import count_macs, count_parameters
     from recal.models.registry import IMAGENET_ARCHS, COMPOUND_MODELS, parse_model_name
 
+    check_positive("--input_size", input_size)
+    check_positive("--num_classes", num_classes)
     backbone, classes, source = _backbone_of(target)
-    classes = num_classes or classes
+    classes = classes if num_classes is None else num_classes
     arch = backbone.name if backbone.name in COMPOUND_MODELS else parse_model_name(backbone.name)[0]
     imagenet = arch in IMAGENET_ARCHS or backbone.name in COMPOUND_MODELS
-    size = input_size or backbone.input_size or (224 if imagenet else 32)
+    size = input_size if input_size is not None else backbone.input_size or (224 if imagenet else 32)
     changes: dict[str, Any] = {"input_size": size}
     if layout == "v1" and _imagenet_resnet(backbone.name):
         changes["stride_in_1x1"] = True
@@ -120,6 +129,9 @@ def complexity(targets: Sequence[str], out: Path, input_size: Optional[int] = No
     """Count every target, then write ``complexity.{csv,md,png,pdf}`` under ``out``."""
     from recal.analysis import plots
 
+    # before the first model is built, so a bad option fails at once
+    check_positive("--input_size", input_size)
+    check_positive("--num_classes", num_classes)
     targets = list(targets) or list(PAPER_MODELS)
     rows = []
     with Progress(console=Console(stderr=True), transient=True) as progress:
@@ -154,9 +166,9 @@ def _giga(count: int) -> str:
     return f"{count / 1e9:.3f}" if count >= 1e9 else f"{count / 1e9:.4f}"
 
 
-def build_parser() -> ArgumentParser:
+def build_parser() -> CommandParser:
     """The command line of ``python -m recal.complexity``."""
-    parser = ArgumentParser(prog="python -m recal.complexity", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m recal.complexity", description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", type=str, default=[],
                         help="model names (srm_resnet50) and/or configs (*.yaml); none: SPEC §4's eight paper rows")
     parser.add_argument("--config", type=Optional[str], default=None, help="a training config, as for cli.py")
@@ -173,16 +185,10 @@ def build_parser() -> ArgumentParser:
 
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
-    from recal.analysis.runs import output_dir
-
     cfg = parse_command(build_parser(), args)
-    folder = output_dir("complexity", cfg.out)
     targets = [*cfg.targets, *([cfg.config] if cfg.config else [])]
-
-    def work() -> Path:
-        complexity(targets, folder, cfg.input_size, cfg.num_classes, cfg.layout, cfg.full)
-        return folder
-    return finish_command(work, "complexity.md", folder)
+    return finish_in_folder("complexity", cfg.out, lambda folder: complexity(
+        targets, folder, cfg.input_size, cfg.num_classes, cfg.layout, cfg.full), "complexity.md")
 
 
 if __name__ == "__main__":

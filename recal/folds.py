@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Literal, NamedTuple, Optional, Sequence
 
 import yaml
-from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from recal import run_folder
 from recal.cli import main as cli_main
+from recal.command import CommandParser as ArgumentParser
 from recal.config_paths import resolve_config
 from recal.errors import InvalidOptionError, UserError
+from recal.paths import make_folder
 
 __all__ = ["FoldResult", "data_defaults", "main", "run_folds", "write_results"]
 
@@ -252,7 +253,7 @@ def main(args: Sequence[str] | None = None) -> int:
                                      + ("" if protocol == "partition" else f" (k = {folds})"))
         checkpoint = options.checkpoint or ("best" if protocol == "partition" else "last")
         out = Path(options.out or Path("runs") / "folds" / datetime.now().strftime("%Y%m%d-%H%M%S"))
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out, "output folder")
         results = run_folds(config, out, protocol, splits, folds, checkpoint, options.metric, cli_args)
         title = f"{Path(config).stem}: DTD {protocol}" + (f" (k = {folds})" if protocol == "kfold" else "") \
             + f", {checkpoint}.ckpt"

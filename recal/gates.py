@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import Progress
 
-from recal.command import finish_command, parse_command
+from recal.command import CommandParser, finish_in_folder, parse_command
 
 
 
@@ -64,9 +63,9 @@ def gate_statistics(checkpoints: Sequence[str], out: Path, config: Optional[str]
     return summary
 
 
-def build_parser() -> ArgumentParser:
+def build_parser() -> CommandParser:
     """The command line of ``python -m recal.gates``."""
-    parser = ArgumentParser(prog="python -m recal.gates", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m recal.gates", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", type=str, help="checkpoints or run folders")
     parser.add_argument("--config", type=Optional[str], default=None,
                         help="the runs' config, as for cli.py (default: config.yaml of each run)")
@@ -79,14 +78,9 @@ def build_parser() -> ArgumentParser:
 
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
-    from recal.analysis.runs import output_dir
-
     cfg = parse_command(build_parser(), args)
-    folder = output_dir("gates", cfg.out)
-    def work() -> Path:
-        gate_statistics(cfg.checkpoints, folder, cfg.config, cfg.which, cfg.limit_batches, cfg.device)
-        return folder
-    return finish_command(work, "summary.md", folder)
+    return finish_in_folder("gates", cfg.out, lambda folder: gate_statistics(
+        cfg.checkpoints, folder, cfg.config, cfg.which, cfg.limit_batches, cfg.device), "summary.md")
 
 
 if __name__ == "__main__":

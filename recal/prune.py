@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.progress import Progress
 
-from recal.command import finish_command, parse_command
+from recal.command import CommandParser, finish_in_folder, parse_command
 from recal.errors import InvalidOptionError
 
 
@@ -104,9 +103,9 @@ def write_outputs(rows: list[dict[str, Any]], gate_rows: list[dict[str, Any]], s
     plots.pruning_plot(curves, "pruning channels by mean gate vs at random", out / "pruning.png")
 
 
-def build_parser() -> ArgumentParser:
+def build_parser() -> CommandParser:
     """The command line of ``python -m recal.prune``."""
-    parser = ArgumentParser(prog="python -m recal.prune", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m recal.prune", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", type=str, help="checkpoints or run folders (e.g. an SE and an SRM run)")
     parser.add_argument("--config", type=Optional[str], default=None,
                         help="the runs' config, as for cli.py (default: config.yaml of each run)")
@@ -123,15 +122,10 @@ def build_parser() -> ArgumentParser:
 
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Run the command on ``args`` (default ``sys.argv[1:]``); print the output folder last."""
-    from recal.analysis.runs import output_dir
-
     cfg = parse_command(build_parser(), args)
-    folder = output_dir("prune", cfg.out)
-    def work() -> Path:
-        prune(cfg.checkpoints, folder, cfg.config, cfg.which, cfg.fractions, cfg.seeds, cfg.limit_batches,
-              cfg.device, cfg.labels)
-        return folder
-    return finish_command(work, "pruning.md", folder)
+    return finish_in_folder("prune", cfg.out, lambda folder: prune(
+        cfg.checkpoints, folder, cfg.config, cfg.which, cfg.fractions, cfg.seeds, cfg.limit_batches, cfg.device,
+        cfg.labels), "pruning.md")
 
 
 if __name__ == "__main__":

@@ -54,17 +54,6 @@ class RunFolder:
         return self.path / CHECKPOINTS
 
 
-def check_creatable(folder: Path) -> None:
-    """Raise :class:`InvalidOptionError` when ``folder`` cannot be created (a file in the way, no write access)."""
-    for parent in [folder, *folder.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InvalidOptionError(f"run folder {folder} cannot be created: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise InvalidOptionError(f"run folder {folder} cannot be created: {parent} is not writable")
-            return
-
-
 def version_numbers(parent: Path) -> list[int]:
     """The N of every ``version_N`` folder in ``parent``, ascending."""
     if not parent.is_dir():

@@ -30,14 +30,15 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 from rich.progress import Progress
 from torch import Tensor
 
 from recal.data.content_images import ContentImagesDataModule
-from recal.command import finish_command, parse_command
+from recal.command import CommandParser, finish_command, parse_command
 from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError
 from recal.models.style_net import NORM_TITLES, PAPER_ORDER, STYLE_LAYERS, TransformerNet, gram_matrix, stylize
+from recal.paths import ensure_creatable, make_folder
 from recal.tasks.style_transfer import build_loss_network, perceptual_losses
 
 __all__ = ["Variant", "compare", "load_variant", "main"]
@@ -177,6 +178,7 @@ def compare(
         raise InvalidOptionError(f"--size {size} --max_images {max_images}; expected a size of at least 4 px "
                                  f"and at least one image")
     folder = Path(out) if out else Path("runs/style_compare") / time.strftime("%Y%m%d-%H%M%S")
+    ensure_creatable(folder, "output folder")  # before minutes of stylising, not after
     with Progress(transient=True) as progress:
         task = progress.add_task("loading checkpoints", total=len(checkpoints))
         loaded = []
@@ -214,7 +216,7 @@ def compare(
                          "checkpoint": str(v.path)})
             progress.advance(task)
 
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder, "output folder")
         figure(thumbnail(style, size), contents, outputs, folder / "figure.png")
         source = weights or f"a randomly initialised VGG-16 (seed {hp.get('seed', 0)}; not meaningful)"
         write_tables(rows, folder, f"train_*: last logged training losses of each run (metrics.csv). "
@@ -230,9 +232,9 @@ def thumbnail(image: Tensor, size: int) -> Tensor:
     return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])(image)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser() -> CommandParser:
     """The command line of ``python -m recal.style_compare``."""
-    parser = ArgumentParser(prog="python -m recal.style_compare", description=(
+    parser = CommandParser(prog="python -m recal.style_compare", description=(
         "The SRM paper's style-transfer figure (Style | Content | BN | BN+SE | BN+SRM | IN) and a table of "
         "content and style losses, from one StyleTransferTask checkpoint per variant."))
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file with any of these options")

@@ -22,18 +22,18 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 from rich.console import Console
 
-from recal.command import finish_command
+from recal.command import CommandParser, finish_command
 from recal.errors import InvalidOptionError
 
 
-def build_parser() -> ArgumentParser:
+def build_parser() -> CommandParser:
     """The command line of ``python -m recal.sweep``."""
     from recal.analysis.sweep import METRICS, PRESETS
 
-    parser = ArgumentParser(prog="python -m recal.sweep", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m recal.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sweep", action=ActionConfigFile, help="a YAML file with any of these options")
     parser.add_argument("--config", type=Optional[str], default=None, help="the training config, as for cli.py")
     parser.add_argument("--preset", type=Optional[Literal[tuple(PRESETS)]], default=None,

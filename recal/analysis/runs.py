@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError
+from recal.paths import make_folder
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -40,7 +41,11 @@ SAFE_TRAINER = ["--trainer.logger", "false", "--trainer.accelerator", "cpu", "--
 
 
 def output_dir(tool: str, out: Optional[str]) -> Path:
-    """``out``, or a fresh ``runs/<tool>/<timestamp>`` (suffixed when taken); created."""
+    """``out``, or a fresh ``runs/<tool>/<timestamp>`` (suffixed when taken); created.
+
+    A folder that cannot be created (under a regular file, not writable) raises
+    :class:`InvalidOptionError` naming it and why.
+    """
     if out:
         folder = Path(out)
     else:
@@ -48,8 +53,7 @@ def output_dir(tool: str, out: Optional[str]) -> Path:
         folder, n = base, 1
         while folder.exists():  # two commands in one second must not share a folder
             folder, n = base.with_name(f"{base.name}-{n}"), n + 1
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return make_folder(folder, "output folder")
 
 
 def remove_if_empty(folder: Path) -> None:

@@ -29,9 +29,8 @@ _NOISE = (
 
 # Lightning's loggers and the fragments of their info lines that say nothing to act on.
 _CHATTER = {
-    "lightning.pytorch.utilities.rank_zero": ("litlogger",),
+    "lightning.pytorch.utilities.rank_zero": ("litlogger", "already configured with model summary"),
     "lightning.pytorch.trainer.connectors.checkpoint_connector": ("`weights_only` was not set",),
-    "lightning.pytorch.trainer.connectors.callback_connector": ("already configured with model summary",),
 }
 
 

@@ -79,12 +79,22 @@ class ImageFolderDataModule(ClassificationDataModule):
                 f"(ILSVRC-2012 val must first be sorted into class folders)")
 
     def _split_dir(self, root: Path, split: str) -> Path:
+        what, layout = self._describe(root)
         if not root.is_dir():
-            raise DatasetNotFoundError(f"{self.display_name} root {root} does not exist; {self._layout()}")
+            raise DatasetNotFoundError(f"{what} {root} does not exist; {layout}")
         folder = root / split
         if not folder.is_dir():
-            raise DatasetNotFoundError(f"{self.display_name} root {root} has no {split}/ folder; {self._layout()}")
+            raise DatasetNotFoundError(f"{what} {root} has no {split}/ folder; {layout}")
         return folder
+
+    def _describe(self, root: Path) -> tuple[str, str]:
+        """What ``root`` is (the main root or the extra validation root) and the layout expected of it."""
+        # the extra root is another dataset (ImageNet beside Stylized-ImageNet): an error must name
+        # it, and the layout it lacks, rather than the main root
+        if self.extra_val_root is not None and root == self.extra_val_root and root != self.root:
+            return ("data.extra_val_root", f"expected {root}/val/<class>/*.JPEG (the {self.extra_val_name} "
+                                           f"validation set) with the class folders of {self.root / 'train'}")
+        return f"{self.display_name} root", self._layout()
 
     def check_splits(self) -> None:
         """Train and val (and the extra val set) hold the same classes, ``num_classes`` of them."""

@@ -187,6 +187,10 @@ def create_model(
     Incompatible combinations raise :class:`InvalidOptionError` naming the pair.
     """
     module_options = {key: value for key, value in module_options.items() if value is not None}
+    reduction = module_options.get("reduction")
+    # every module divides channels by it: 0 would be a ZeroDivisionError deep in a constructor
+    if reduction is not None and (isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1):
+        raise InvalidOptionError(f"option 'reduction'={reduction!r}: expected a positive integer")
     compound_stem: dict[str, Any] = {}
     if name in COMPOUND_MODELS:
         arch, prefix, compound_stem = COMPOUND_MODELS[name]

@@ -127,7 +127,9 @@ class ClassificationTask(L.LightningModule):
             loss = self.training_loss(self(x), y)
         stop_if_not_finite(self, loss)
         self.train_samples.update(torch.tensor(float(x.shape[0]), device=self.device))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        # sync_dist: under DDP the epoch mean covers every rank's batches, not rank 0's alone
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0],
+                 sync_dist=True)
         self.log("train/samples", self.train_samples, on_step=False, on_epoch=True)
         return loss
 

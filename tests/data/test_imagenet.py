@@ -107,3 +107,26 @@ def test_corrupt_images_stop_the_run_or_are_skipped_and_counted(tmp_path, imagen
         n_val = sum(len(y) for _, y in dm.val_dataloader())
     assert (n_train, n_val) == (11, 5)
     assert dm.skipped_images() == {"train": 1, "val": 1}
+
+
+def test_a_missing_extra_val_root_is_named_not_the_main_root(tmp_path, imagenet):
+    stylized = write_image_folder(tmp_path / "sin", classes=["n01", "n02", "n03"], per_class=2, size=(24, 30))
+    gone = tmp_path / "imagenet_gone"
+    with pytest.raises(DatasetNotFoundError) as error:
+        StylizedImageNetDataModule(stylized, num_classes=3, extra_val_root=gone).setup("fit")
+    message = str(error.value)
+    assert message.startswith(f"data.extra_val_root {gone} does not exist; expected {gone}/val/<class>")
+    assert "(the val_in validation set)" in message
+    assert f"{stylized}/val" not in message and "Stylized-ImageNet root" not in message
+
+
+def test_an_extra_val_root_without_val_is_named_not_the_main_root(tmp_path, imagenet):
+    stylized = write_image_folder(tmp_path / "sin", classes=["n01", "n02", "n03"], per_class=2, size=(24, 30))
+    train_only = write_image_folder(tmp_path / "in", classes=["n01", "n02", "n03"], per_class=2, size=(24, 30),
+                                    splits=("train",))
+    with pytest.raises(DatasetNotFoundError) as error:
+        StylizedImageNetDataModule(stylized, num_classes=3, extra_val_root=train_only,
+                                   extra_val_name="imagenet_val").setup("fit")
+    message = str(error.value)
+    assert message.startswith(f"data.extra_val_root {train_only} has no val/ folder; expected {train_only}/val/<class>")
+    assert "(the imagenet_val validation set)" in message and f"{stylized}/val" not in message
