@@ -28,7 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from recal.allocator import keep_freed_memory
 from recal.callbacks import (BestCheckpoint, InterruptCheckpoint, LastCheckpoint, LearningRateLog, PredictionsCSV,
                              RunConfigFile, SkippedImagesReport, received_signal)
-from recal.callbacks.console import RunModelSummary, RunProgressBar, quiet_lightning
+from recal.callbacks.console import RunFolderNotice, RunModelSummary, RunProgressBar, quiet_lightning
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
 from recal.errors import InvalidOptionError, UserError
@@ -108,6 +108,8 @@ class RecalCLI(LightningCLI):
             moved = run_folder.split_metrics(run.path, step)
             if moved is not None:
                 _say(f"rows logged after step {step} (the checkpoint's) moved to {moved}")
+            for path in run_folder.set_aside_later_checkpoints(run.path, step):
+                _say(f"a checkpoint saved after step {step} moved to {path}")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
@@ -116,7 +118,7 @@ class RecalCLI(LightningCLI):
         run = self.placed
         if run is not None:
             checkpoints = self.config[self.subcommand]["checkpoint"]["dirpath"]
-            callbacks.append(LastCheckpoint(dirpath=checkpoints))
+            callbacks += [LastCheckpoint(dirpath=checkpoints), RunFolderNotice(run.path, run.resume)]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(RunProgressBar())
         if config.get("enable_model_summary") is not False:
@@ -125,14 +127,11 @@ class RecalCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         run = self.placed
-        if run is not None:
-            verb = "resuming" if run.resume is not None else "writing"
-            _say(f"{subcommand}: {verb} {run.path}" + (f" from {run.resume}" if run.resume else ""))
-            if run.resume is not None:
-                for logger in self.trainer.loggers:
-                    run_folder.continue_metrics(logger)
+        if run is not None and run.resume is not None:
+            for logger in self.trainer.loggers:
+                run_folder.continue_metrics(logger)
         super()._run_subcommand(subcommand)
-        if run is not None:
+        if run is not None and not self.trainer.fast_dev_run:
             _say(f"{subcommand} done: {run.path}")
 
 

@@ -137,6 +137,26 @@ def split_metrics(run: Path, step: int) -> Optional[Path]:
     return side
 
 
+def set_aside_later_checkpoints(run: Path, step: int) -> list[Path]:
+    """Rename the run's checkpoints saved after ``step`` to ``<name>.discarded-K.ckpt``; return the new paths.
+
+    Resuming from an earlier checkpoint discards what came after it: those files would
+    otherwise pose as this run's (a ``last.ckpt`` ahead of the resumed state, a ``best.ckpt``
+    the resumed best-tracking knows nothing of).
+    """
+    from recal.tasks.checkpoints import read_checkpoint
+
+    moved = []
+    for path in sorted((run / CHECKPOINTS).glob("*.ckpt")):
+        if ".discarded-" in path.name or int(read_checkpoint(path).get("global_step", -1)) <= step:
+            continue
+        number = 1 + len(list(path.parent.glob(f"{path.stem}.discarded-*.ckpt")))
+        target = path.with_name(f"{path.stem}.discarded-{number}.ckpt")
+        os.replace(path, target)
+        moved.append(target)
+    return moved
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts as ``{"a.b.c": value}`` (lists are values)."""
     out: dict[str, Any] = {}

@@ -10,11 +10,14 @@ in the user's config.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 # Message fragments of warnings that every run would print and no option of the user changes.
@@ -85,3 +88,38 @@ class RunModelSummary(RichModelSummary):
         console.print(f"[bold]Trainable params[/]: {get_human_readable_count(int(trainable_parameters))}   "
                       f"[bold]Non-trainable params[/]: {get_human_readable_count(int(frozen))}   "
                       f"[bold]Size[/]: {model_size:.1f} MB   (multiply-adds: python -m recal.complexity)")
+
+
+class RunFolderNotice(L.Callback):
+    """Print the run folder once the run is set up (a set-up error prints only its error)."""
+
+    def __init__(self, folder: Path, resume: Optional[Path] = None) -> None:
+        self.folder = folder
+        self.resume = resume
+        self._said = False
+
+    @rank_zero_only
+    def _say(self, trainer: L.Trainer) -> None:
+        if self._said:
+            return
+        self._said = True
+        stage = trainer.state.fn.value if trainer.state.fn is not None else "run"
+        if trainer.fast_dev_run:
+            text = f"{stage}: fast_dev_run writes no files"
+        elif self.resume is not None:
+            text = f"{stage}: continuing {self.folder} from {self.resume}"
+        else:
+            text = f"{stage}: writing {self.folder}"
+        print(text, file=sys.stderr, flush=True)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._say(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._say(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._say(trainer)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._say(trainer)

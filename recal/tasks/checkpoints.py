@@ -26,8 +26,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InvalidOptionError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     if path.stat().st_size == 0:
         raise InvalidOptionError(f"checkpoint {path} is empty (0 bytes)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # mmap: reading a step or the hyperparameters does not load a large file into memory
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # truncated zip, a text file, a pickle of something else
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InvalidOptionError(f"checkpoint {path} cannot be read (truncated, or not a PyTorch file): {reason}") \

@@ -93,23 +93,28 @@ def test_ckpt_path_last_resumes_the_newest_run_of_this_config(tmp_path: Path, ca
 
 
 def test_a_resume_keeps_earlier_rows_and_moves_later_ones_aside(tmp_path: Path) -> None:
-    assert run_cli([*FIT, "--trainer.max_epochs", "2"], tmp_path) == 0
-    (run,) = run_dirs(tmp_path)
-    lines = (run / "metrics.csv").read_bytes().splitlines(keepends=True)
-    # a crash after epoch 2's last.ckpt... simulated: resume from an epoch-1 state
-    epoch_one = run / "checkpoints" / "epoch1.ckpt"
-    state = checkpoint(run / "checkpoints" / "last.ckpt")
-    assert state["global_step"] == 6
     import shutil
-    shutil.copy(run / "checkpoints" / "last.ckpt", epoch_one)
-    kept = [line for line in lines[1:] if int(line.split(b",")[3]) < 6]
-    extra = b",0.05,0.05,6,,,,,,\n"  # a row logged after the checkpoint (a crash between checkpoints)
+
+    assert run_cli([*FIT, "--trainer.max_epochs", "1"], tmp_path) == 0
+    (run,) = run_dirs(tmp_path)
+    early = run / "checkpoints" / "epoch1.ckpt"  # a state the run will move past
+    shutil.copy(run / "checkpoints" / "last.ckpt", early)
+    assert run_cli([*FIT, "--trainer.max_epochs", "2", "--ckpt_path", "last"], tmp_path) == 0
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6
+    extra = b",0.05,0.05,6,,,,,,\r\n"  # a row logged after the last checkpoint (a crash between checkpoints)
     with open(run / "metrics.csv", "ab") as f:
         f.write(extra)
-    assert run_cli([*FIT, "--trainer.max_epochs", "3", "--ckpt_path", str(epoch_one)], tmp_path) == 0
+    lines = (run / "metrics.csv").read_bytes().splitlines(keepends=True)
+    before_3 = [line for line in lines[1:] if int(line.split(b",")[3]) < 3]
+    after_3 = [line for line in lines[1:] if int(line.split(b",")[3]) >= 3]
+    # back to the end of epoch 1: epochs 2's rows and checkpoints are set aside, never deleted
+    assert run_cli([*FIT, "--trainer.max_epochs", "3", "--ckpt_path", str(early)], tmp_path) == 0
     after = (run / "metrics.csv").read_bytes().splitlines(keepends=True)
-    assert after[0] == lines[0] and after[1:1 + len(kept)] == kept  # byte for byte
-    assert (run / "metrics.discarded-1.csv").read_bytes() == lines[0] + extra
+    assert after[0] == lines[0] and after[1:1 + len(before_3)] == before_3  # byte for byte
+    assert (run / "metrics.discarded-1.csv").read_bytes() == lines[0] + b"".join(after_3)
+    assert extra in after_3
+    assert checkpoint(run / "checkpoints" / "last.discarded-1.ckpt")["global_step"] == 6
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 9
     assert [int(r["step"]) for r in read_metrics(run) if r.get("train/loss_step")] == list(range(9))
 
 

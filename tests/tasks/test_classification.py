@@ -99,13 +99,15 @@ def test_fit_two_epochs_equals_fit_one_then_resume(tmp_path: Path) -> None:
     assert run_cli([*common, "--trainer.max_epochs", "2"], tmp_path / "straight") == 0
     assert run_cli([*common, "--trainer.max_epochs", "1"], tmp_path / "first") == 0
     (first,) = run_dirs(tmp_path / "first")
+    (straight,) = run_dirs(tmp_path / "straight")
+    assert not torch.equal(_weights(straight)["model.conv1.weight"], _weights(first)["model.conv1.weight"])
+    # the resume continues the first run in its own folder
     assert run_cli([*common, "--trainer.max_epochs", "2", "--ckpt_path", str(first / "checkpoints" / "last.ckpt")],
-                   tmp_path / "resumed") == 0
-    (straight,), (resumed,) = run_dirs(tmp_path / "straight"), run_dirs(tmp_path / "resumed")
-    a, b = _weights(straight), _weights(resumed)
+                   tmp_path / "elsewhere") == 0
+    assert run_dirs(tmp_path / "first") == [first] and not (tmp_path / "elsewhere").exists()
+    a, b = _weights(straight), _weights(first)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
-    assert not torch.equal(a["model.conv1.weight"], _weights(first)["model.conv1.weight"])
 
 
 def test_a_nan_validation_batch_makes_the_logged_loss_nan() -> None:
