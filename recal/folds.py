@@ -114,19 +114,6 @@ def _mark_finished(out: Path, name: str) -> None:
         f.write(name + "\n")
 
 
-def _resume_args(fit_dir: Path) -> list[str]:
-    """``--ckpt_path`` of an unfinished fit (its newest resumable checkpoint), or none for a new one."""
-    if not run_folder.holds_files(fit_dir):
-        return []
-    from recal.tasks.checkpoints import read_checkpoint
-
-    found = [fit_dir / "checkpoints" / n for n in run_folder.RESUMABLE if (fit_dir / "checkpoints" / n).is_file()]
-    if not found:
-        raise InvalidOptionError(f"{fit_dir} holds a fit that stopped before its first checkpoint; delete that "
-                                 "folder and run again to redo it")
-    return ["--ckpt_path", str(max(found, key=lambda p: int(read_checkpoint(p)["global_step"])))]
-
-
 def run_folds(
     config: str,
     out: Path,
@@ -158,7 +145,8 @@ def run_folds(
                       "--trainer.logger.init_args.name", name]
             if f"{name}/fit" not in _finished(out):
                 progress.update(task, description=f"{name}: fit")
-                fit = ["fit", *common, "--trainer.logger.init_args.version", "fit", *cli_args, *_resume_args(fit_dir)]
+                fit = ["fit", *common, "--trainer.logger.init_args.version", "fit", *cli_args,
+                       *run_folder.resume_arguments(fit_dir)]
                 if cli_main(fit) != 0:
                     raise InvalidOptionError(f"{name}: cli.py fit failed (see the message above)")
                 _mark_finished(out, f"{name}/fit")

@@ -90,19 +90,38 @@ def refuse_existing(folder: Path) -> None:
             f"with --ckpt_path {folder / CHECKPOINTS / 'last.ckpt'}")
 
 
+def resumable_checkpoint(run: Path, names: Iterable[str] = RESUMABLE) -> Optional[Path]:
+    """Of ``run/checkpoints/{names}``, the one with the larger ``global_step`` (None when there is none)."""
+    from recal.tasks.checkpoints import read_checkpoint
+
+    found = [run / CHECKPOINTS / n for n in names if (run / CHECKPOINTS / n).is_file()]
+    return max(found, key=lambda p: int(read_checkpoint(p).get("global_step", -1))) if found else None
+
+
 def latest_checkpoint(parent: Path, names: Iterable[str] = RESUMABLE) -> Path:
     """The checkpoint to continue from under ``parent``: the highest ``version_N`` holding one of
     ``names``, and of those files the one with the larger ``global_step``."""
-    from recal.tasks.checkpoints import read_checkpoint
-
     names = tuple(names)
     for number in reversed(version_numbers(parent)):
-        found = [parent / f"version_{number}" / CHECKPOINTS / n for n in names]
-        found = [p for p in found if p.is_file()]
-        if found:
-            return max(found, key=lambda p: int(read_checkpoint(p).get("global_step", -1)))
+        found = resumable_checkpoint(parent / f"version_{number}", names)
+        if found is not None:
+            return found
     raise InvalidOptionError(f"--ckpt_path {'last' if 'last.ckpt' in names else 'best'}: no version_N folder under "
                              f"{parent} holds checkpoints/{' or '.join(names)}")
+
+
+def resume_arguments(run: Path) -> list[str]:
+    """``--ckpt_path`` of an unfinished run's newest checkpoint; none for a folder not started yet.
+
+    For the commands that rerun their own runs (``recal.folds``, ``recal.sweep``).
+    """
+    if not holds_files(run):
+        return []
+    found = resumable_checkpoint(run)
+    if found is None:
+        raise InvalidOptionError(f"{run} holds a run that stopped before its first checkpoint; delete that folder "
+                                 "and run again to redo it")
+    return ["--ckpt_path", str(found)]
 
 
 def split_metrics(run: Path, step: int) -> Optional[Path]:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import yaml
 
 from recal.analysis.runs import config_value, final_metrics, find_runs, read_config
+from recal.run_folder import resume_arguments
 from recal.errors import InvalidOptionError, UserError
 
 SWEEP_FILE = "sweep.yaml"
@@ -134,20 +135,6 @@ def check_same_plan(plan: SweepPlan, out: Path) -> None:
     if differing:
         raise InvalidOptionError(f"{out} holds a sweep with other options ({'; '.join(differing)}); give another "
                                  "--out, or the same options to resume it")
-
-
-def resume_arguments(folder: Path) -> list[str]:
-    """``--ckpt_path`` of an unfinished run's newest checkpoint (none for a folder not yet started)."""
-    from recal.run_folder import RESUMABLE, holds_files
-    from recal.tasks.checkpoints import read_checkpoint
-
-    if not holds_files(folder):
-        return []
-    found = [folder / "checkpoints" / n for n in RESUMABLE if (folder / "checkpoints" / n).is_file()]
-    if not found:
-        raise UserError(f"{folder} holds a run that stopped before its first checkpoint; delete it and run the "
-                        "sweep again to redo it")
-    return ["--ckpt_path", str(max(found, key=lambda p: int(read_checkpoint(p)["global_step"])))]
 
 
 def run_sweep(plan: SweepPlan, out: Path, launch: Callable[[list[str]], int] = launch_inprocess,

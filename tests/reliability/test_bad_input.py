@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.cli_runner import last_value, run_cli, run_dirs
+from tests.error_lines import the_error_line
 from tests.fixtures import write_corrupt_image, write_image_folder
 
 FIT = ["fit", "--config", "srm_r50.yaml", "--model.backbone.name", "srm_resnet18", "--data.image_size", "32",
@@ -21,11 +22,7 @@ FIT = ["fit", "--config", "srm_r50.yaml", "--model.backbone.name", "srm_resnet18
 
 
 def _error_line(capsys: pytest.CaptureFixture) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+    return the_error_line(capsys.readouterr().err)
 
 
 def _fails(args: list[str], out: Path, capsys: pytest.CaptureFixture) -> str:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.cli_runner import checkpoint, read_metrics, run_cli, run_dirs
+from tests.error_lines import the_error_line
 
 # Three epochs of 3 steps; mode min on val/acc1 makes an early epoch the "best".
 FIT = ["fit", "--config", "quickstart.yaml", "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "3",
@@ -23,11 +24,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def _error(capsys: pytest.CaptureFixture) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+    return the_error_line(capsys.readouterr().err)
 
 
 def _fails(args: list[str], out: Path) -> int:
