@@ -33,3 +33,13 @@ class SlowSteps(L.Callback):
 
         time.sleep(0.2)
         torch.manual_seed(0)  # also proves that the global RNG plays no part in training
+
+
+class FinalWeights(L.Callback):
+    """Save the module's state dict at the end of training to ``path`` (what last.ckpt must hold)."""
+
+    def __init__(self, path: str = "final_weights.pt") -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.save({k: v.detach().clone() for k, v in pl_module.state_dict().items()}, self.path)

@@ -38,7 +38,9 @@ def _fails(args: list[str], out: Path) -> int:
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 3-epoch run whose best.ckpt (mode min) is not its last epoch."""
     out = tmp_path_factory.mktemp("finished")
-    assert run_cli([*FIT, *WORST_IS_BEST], out) == 0
+    final = out.parent / f"{out.name}_final_weights.pt"
+    assert run_cli([*FIT, *WORST_IS_BEST, "--trainer.callbacks+=tests.reliability.callbacks.FinalWeights",
+                    "--trainer.callbacks.init_args.path", str(final)], out) == 0
     (run,) = run_dirs(out)
     return run
 
@@ -49,7 +51,11 @@ def test_last_ckpt_is_the_final_state_when_the_best_epoch_came_earlier(finished:
     assert best["global_step"] < 9  # the min of val/acc1 came early
     accuracies = [(int(r["step"]), float(r["val/acc1"])) for r in read_metrics(finished) if r.get("val/acc1")]
     assert min(accuracies, key=lambda a: a[1])[0] + 1 == best["global_step"]
-    # last.ckpt's weights are the final weights: one more validation reproduces the last logged accuracy
+    # last.ckpt's weights are the weights the run ended with
+    out = finished.parent.parent
+    final = torch.load(out.parent / f"{out.name}_final_weights.pt", weights_only=True)
+    assert final.keys() == last["state_dict"].keys()
+    assert all(torch.equal(final[k], last["state_dict"][k]) for k in final)
     assert not torch.equal(last["state_dict"]["model.fc.weight"], best["state_dict"]["model.fc.weight"])
 
 
