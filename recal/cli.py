@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -84,12 +84,13 @@ class RecalCLI(LightningCLI):
     def _check_resume_config(self, config: Any, run: Path, path: str) -> None:
         saved = yaml.safe_load((run / run_folder.CONFIG_FILE).read_text()) or {}
         current = yaml.safe_load(self._parser("fit").dump(config, skip_none=False)) or {}
-        differences = run_folder.config_differences(saved, current, (*run_folder.RESUME_MAY_CHANGE, *_PLACEMENT, "ckpt_path"))
+        ignored = (*run_folder.RESUME_MAY_CHANGE, *_PLACEMENT, "ckpt_path")
+        differences = run_folder.config_differences(saved, current, ignored)
         if differences:
             raise InvalidOptionError(
                 f"--ckpt_path {path} resumes {run}, whose config.yaml differs from this command in "
-                + "; ".join(differences) + " — a resume may change only max_epochs, max_steps and max_time "
-                "(start a new run, or fine-tune through the task's weights option)")
+                + "; ".join(differences) + " — a resume may change only max_epochs, max_steps and max_time; "
+                "leave out --ckpt_path to start a new run")
 
     # ------------------------------------------------------------------ the run folder
     placed: Optional[RunFolder] = None  # the run folder of this invocation
@@ -121,7 +122,7 @@ class RecalCLI(LightningCLI):
             callbacks += [LastCheckpoint(dirpath=checkpoints), RunFolderNotice(run.path, run.resume)]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(RunProgressBar())
-        if config.get("enable_model_summary") is not False:
+        if config.get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(RunModelSummary())
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
 
