@@ -1,4 +1,4 @@
-"""The reference formulations recal is measured against (SPEC §7), written as their authors did.
+"""The reference formulations recal is measured against, written as their authors did.
 
 - SRM: the official ``SRMLayer`` (hyunjaelee410/style-based-recalibration-module).
 - SE: timm's ``SEModule`` formulation (1×1 convolutions on the pooled map).

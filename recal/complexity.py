@@ -7,7 +7,7 @@ counted as C·d), and fvcore's full count (which adds BatchNorm, pooling, …)
 beside it. ImageNet ResNets are counted in the Caffe "v1" layout
 (``stride_in_1x1=True``, the papers' convention; parameters do not depend on
 it) unless ``--layout as_built``. With no model or config given, the table is
-SPEC §4's paper comparison (ResNet-50/101 with SE, GE and SRM). Writes
+the papers' comparison (ResNet-50/101 with SE, GE and SRM). Writes
 ``complexity.{csv,md}`` and ``complexity.{png,pdf}`` under ``--out``.
 
     python -m recal.complexity
@@ -32,7 +32,7 @@ from recal.errors import InvalidOptionError
 
 PAPER_MODELS = ("resnet50", "se_resnet50", "ge_resnet50", "srm_resnet50",
                 "resnet101", "se_resnet101", "ge_resnet101", "srm_resnet101")
-# (model, variant, classes) → (reference parameters, paper GFLOPs); SPEC §4. The eight
+# (model, variant, classes) → (reference parameters, paper GFLOPs). The eight
 # ImageNet parameter counts are exact counts of the official code; the rest are as printed.
 REFERENCES: dict[tuple[str, Optional[str], int], tuple[str, Optional[float]]] = {
     ("resnet50", None, 1000): ("25,557,032", 3.86),
@@ -162,7 +162,7 @@ def _shown(r: dict[str, Any], with_source: bool) -> dict[str, Any]:
 
 
 def _giga(count: int) -> str:
-    # three decimals as in SPEC §4; four for CIFAR-sized models, whose counts are ~0.04 G
+    # three decimals, as the papers print them; four for CIFAR-sized models, whose counts are ~0.04 G
     return f"{count / 1e9:.3f}" if count >= 1e9 else f"{count / 1e9:.4f}"
 
 
@@ -170,7 +170,7 @@ def build_parser() -> CommandParser:
     """The command line of ``python -m recal.complexity``."""
     parser = CommandParser(prog="python -m recal.complexity", description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", type=str, default=[],
-                        help="model names (srm_resnet50) and/or configs (*.yaml); none: SPEC §4's eight paper rows")
+                        help="model names (srm_resnet50) and/or configs (*.yaml); none: the eight paper rows")
     parser.add_argument("--config", type=Optional[str], default=None, help="a training config, as for cli.py")
     parser.add_argument("--input_size", type=Optional[int], default=None,
                         help="image side (default: the config's input_size, else 224 ImageNet / 32 CIFAR)")

@@ -1,4 +1,4 @@
-"""The analysis commands end to end on tiny runs of the embedded default (issue 6).
+"""The analysis commands end to end on tiny runs of the embedded default.
 
 One module-scoped sweep trains four tiny SRM runs (pooling avg / avg+std × seeds
 0, 1; two steps each, batch 8) and one SE run; the sweep, collect, prune and

@@ -1,4 +1,4 @@
-"""cli.py end to end: the quickstart, every config, config lookup and user errors (issue 3)."""
+"""cli.py end to end: the quickstart, every config, config lookup and user errors."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Gate statistics over a validation set, observed through the gate modules' one hook.
 
-Every gate module (SPEC §2) calls the hooks registered with
+Every gate module (:class:`recal.models.gate.ChannelGate`) calls the hooks registered with
 :meth:`~recal.models.ChannelGate.register_gate_hook` with the gate it computed,
 (N, C) — or (N, C, H, W) for Gather-Excite with a finite extent, which is
 averaged over space here so that every module yields one value per sample and

@@ -1,4 +1,4 @@
-"""Reading what training wrote (the run contract, SPEC §5) and where analyses write.
+"""Reading what training wrote (the run folder of :mod:`recal.run_folder`) and where analyses write.
 
 A run folder holds ``config.yaml`` (the effective config LightningCLI saved),
 ``metrics.csv`` (CSVLogger) and ``checkpoints/{best,last}.ckpt``. The analysis

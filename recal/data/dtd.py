@@ -2,7 +2,7 @@
 
 On disk: ``root/dtd/dtd/images/<class>/<file>.jpg`` (47 classes, 5,640 images) and
 ``root/dtd/dtd/labels/{train,val,test}{1..10}.txt``, lines ``class/file.jpg``. Two
-protocols (SPEC §5):
+protocols:
 
 - ``partition`` N in 1..10 (the official splits, 40 images per class in each): train on
   trainN, validate on valN, test on testN. torchvision 0.29.1 accepts 0 or 11 and then

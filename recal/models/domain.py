@@ -1,6 +1,6 @@
 """Domain-specific recalibration: one gate set per domain, selected by domain ids.
 
-For multi-domain learning (Office-Home, SPEC §5) every recalibration module of one
+For multi-domain learning (Office-Home, :mod:`recal.tasks.multi_domain`) every recalibration module of one
 shared network keeps D copies of itself — a domain's *gate set* is every parameter
 and buffer of the module (weights, BatchNorm statistics, ``channel_mask``) — and a
 batch's domain ids pick the copy that handles each sample. The copies start as

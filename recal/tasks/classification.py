@@ -3,8 +3,9 @@
 Holds the training logic and nothing about data: a backbone built from the typed
 :class:`~recal.models.BackboneConfig`, cross-entropy with optional label
 smoothing and mixup, top-1/top-5 through torchmetrics, the SRM no-weight-decay
-parameter group, and the run contract of SPEC §5 (``train/loss``, ``val/loss``,
-``val/acc1``, ``val/acc5``; a second validation set under its own prefix).
+parameter group, and the metrics every run logs (``train/loss_step``, ``train/loss_epoch``,
+``val/loss``, ``val/acc1``, ``val/acc5``; a second validation set under its own prefix; the run
+folder that holds them is described in :mod:`recal.run_folder`).
 
 Randomness that must survive a resume (mixup's λ and permutation) is drawn from
 a generator seeded by (seed, global step), never from the global RNG.

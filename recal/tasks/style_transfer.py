@@ -1,7 +1,7 @@
 """StyleTransferTask: feed-forward stylisation with a VGG-16 perceptual loss.
 
 Johnson, Alahi & Fei-Fei, ECCV 2016, with pytorch/examples fast_neural_style's
-conventions, on which its default weights depend (SPEC §5, NOTES): images 0–255
+conventions, on which its default loss weights depend: images 0–255
 in the transformer, divided by 255 and ImageNet-normalised before VGG-16; content
 loss = 1e5 · MSE at relu2_2; style loss = 1e10 · Σ MSE of Gram matrices (÷ C·H·W)
 at relu1_2, relu2_2, relu3_3, relu4_3; Adam 1e-3. Johnson's total-variation term

@@ -1,6 +1,6 @@
 """Initialise a backbone from a weights file: a torchvision state dict or a recal checkpoint.
 
-Fine-tuning (DTD, SPEC §5) starts from ImageNet weights — torchvision's ResNet files
+Fine-tuning (DTD, ``configs/dtd/*_finetune.yaml``) starts from ImageNet weights — torchvision's ResNet files
 (``resnet50-0676ba61.pth``: a plain state dict, whose names our v1.5 ResNets share) or a
 ``best.ckpt``/``last.ckpt`` of a recal run (a Lightning checkpoint whose ``state_dict`` keys
 start with ``model.``). The classifier head is never loaded: the new task has its own

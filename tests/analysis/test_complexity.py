@@ -1,4 +1,4 @@
-"""``python -m recal.complexity``: SPEC §4's eight rows from instantiated models, beside the papers' GFLOPs."""
+"""``python -m recal.complexity``: the eight paper rows from instantiated models, beside the papers' GFLOPs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from recal import complexity
 from recal.analysis.tables import read_csv
 from recal.models import create_model
 
-# SPEC §4: model → (params, paper GFLOPs, our v1 conv+linear GMACs)
-SPEC_ROWS = {
+# model → (params, paper GFLOPs, our v1 conv+linear GMACs)
+PAPER_ROWS = {
     "resnet50": (25_557_032, 3.86, 3.858),
     "se_resnet50": (28_088_024, 3.87, 3.860),
     "ge_resnet50": (31_121_704, 3.87, 3.863),
@@ -32,9 +32,9 @@ def test_default_table_is_specs_eight_rows(tmp_path: Path, capsys: pytest.Captur
     assert complexity.main(["--full", "false", "--out", str(tmp_path)]) == 0
     assert _last_line(capsys) == str(tmp_path)
     rows = {r["model"]: r for r in read_csv(tmp_path / "complexity.csv")}
-    assert list(rows) == list(SPEC_ROWS)
+    assert list(rows) == list(PAPER_ROWS)
     markdown = (tmp_path / "complexity.md").read_text()
-    for name, (params, paper, ours) in SPEC_ROWS.items():
+    for name, (params, paper, ours) in PAPER_ROWS.items():
         with torch.device("meta"):  # shapes only: counting needs no memory or initialisation
             recount = sum(p.numel() for p in create_model(name, 1000).parameters())  # here, not by the tool
         row = rows[name]

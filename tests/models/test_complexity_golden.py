@@ -23,8 +23,7 @@ Conventions:
 - CMPE-SE-ResNet-164 (CIFAR-10 head), ours vs the CMPE-SE paper: double_fc
   2,090,330 vs 2.12M (−1.4 %), pair_2x1 1,897,298 vs 1.95M (−2.7 %), pair_1x1
   1,993,940 vs 2.04M (−2.3 %); folded_3x3 1,956,644 (no figure in the paper).
-  A count from the official MXNet blocks gives ≈2.09 / 1.90 / 1.99M too (SPEC
-  §4), so the 1–3 % gap lies in the paper's figures; ours project the stage-1
+  A count from the official MXNet blocks gives ≈2.09 / 1.90 / 1.99M too, so the 1–3 % gap lies in the paper's figures; ours project the stage-1
   16→64 shortcut, which the official code omits (+1,024 parameters).
 - Not every prefix of the deepest nets is pinned, to keep the suite fast: the
   prefixes are the same modules at other widths and are pinned on the other
@@ -164,8 +163,8 @@ def test_parameter_counts_of_the_official_code(name: str, params: int) -> None:
     assert sum(p.numel() for p in create_model(name).parameters()) == params
 
 
-# (ours, rounded to the SPEC table's 3 decimals; paper's figure for reference only)
-SPEC_GMACS = {
+# (ours, rounded to the papers' 3 decimals; paper's figure for reference only)
+PAPER_GMACS = {
     "resnet50": (3.858, 3.86),
     "se_resnet50": (3.860, 3.87),
     "ge_resnet50": (3.863, 3.87),
@@ -177,9 +176,9 @@ SPEC_GMACS = {
 }
 
 
-@pytest.mark.parametrize("name", list(SPEC_GMACS))
+@pytest.mark.parametrize("name", list(PAPER_GMACS))
 def test_v1_conv_linear_gmacs_match_the_spec_table(name: str) -> None:
-    ours, paper = SPEC_GMACS[name]
+    ours, paper = PAPER_GMACS[name]
     gmacs = measure(name)[1] / 1e9
     assert abs(gmacs - ours) <= 0.0005
     assert abs(gmacs - paper) <= 0.05  # the documented gap to the papers' figures

@@ -1,4 +1,4 @@
-"""Domain-specific recalibration: one gate set per domain, routed by domain ids (SPEC §5)."""
+"""Domain-specific recalibration: one gate set per domain, routed by domain ids."""
 
 from __future__ import annotations
 

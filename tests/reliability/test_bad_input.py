@@ -1,4 +1,4 @@
-"""Bad input through the real entry point: one short line naming the bad value, exit 2 (issue 8).
+"""Bad input through the real entry point: one short line naming the bad value, exit 2.
 
 Each case runs ``cli.py`` in-process; parse errors exit through ``SystemExit(2)``, errors
 found later come back as status 2 from ``main``. Neither prints a traceback.

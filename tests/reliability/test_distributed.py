@@ -1,6 +1,6 @@
 """2-process CPU DDP (gloo) equals 1 process accumulating the same per-rank micro-batches.
 
-SPEC §7: with BatchNorm, a single batch of the global size cannot match DDP (BN statistics
+With BatchNorm, a single batch of the global size cannot match DDP (BN statistics
 are per rank), but one process that runs rank 0's and rank 1's micro-batches in turn with
 ``accumulate_grad_batches=2`` computes the same gradients: ∇(L₀/2) + ∇(L₁/2) = (∇L₀ + ∇L₁)/2
 exactly in floating point. BatchNorm running statistics differ by design (DDP broadcasts

@@ -1,4 +1,4 @@
-"""ClassificationTask: config → model, optimiser groups, mixup, divergence, exact resume (issue 3)."""
+"""ClassificationTask: config → model, optimiser groups, mixup, divergence, exact resume."""
 
 from __future__ import annotations
 
