@@ -129,9 +129,6 @@ def complexity(targets: Sequence[str], out: Path, input_size: Optional[int] = No
     """Count every target, then write ``complexity.{csv,md,png,pdf}`` under ``out``."""
     from recal.analysis import plots
 
-    # before the first model is built, so a bad option fails at once
-    check_positive("--input_size", input_size)
-    check_positive("--num_classes", num_classes)
     targets = list(targets) or list(PAPER_MODELS)
     rows = []
     with Progress(console=Console(stderr=True), transient=True) as progress:

@@ -93,15 +93,9 @@ def _read_metric(metrics_csv: Path, key: str) -> float:
 def _options_file(out: Path, options: dict) -> None:
     """Write ``out/folds.yaml``, or refuse when an earlier runner wrote it with other options."""
     path = out / OPTIONS_FILE
-    if path.is_file():
-        saved = yaml.safe_load(path.read_text()) or {}
-        differing = [f"{k}: {saved.get(k)!r} → {options.get(k)!r}" for k in sorted(saved.keys() | options.keys())
-                     if saved.get(k) != options.get(k)]
-        if differing:
-            raise InvalidOptionError(f"{out} holds folds run with other options ({'; '.join(differing)}); "
-                                     "give another --out, or the same options to resume them")
-        return
-    path.write_text(yaml.safe_dump(options, sort_keys=False))
+    run_folder.refuse_other_options(path, options, "folds")
+    if not path.is_file():
+        path.write_text(yaml.safe_dump(options, sort_keys=False))
 
 
 def _finished(out: Path) -> set[str]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+import yaml
+
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -187,13 +189,27 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignored: Iterable[str]) -> list[str]:
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignored: Iterable[str] = ()) -> list[str]:
     """``key: saved → current`` for every dotted key whose value differs, except ``ignored`` ones."""
     a, b = flatten(saved), flatten(current)
     ignored = tuple(ignored)
     keys = sorted(k for k in a.keys() | b.keys()
                   if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignored))
     return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in keys]
+
+
+def refuse_other_options(options_file: Path, options: Mapping[str, Any], what: str) -> None:
+    """Raise :class:`InvalidOptionError` when ``options_file`` (a command's saved options) holds other ``options``.
+
+    ``recal.folds`` and ``recal.sweep`` keep their options beside their runs: the same ``--out``
+    with the same options resumes, other options would mix two experiments in one folder.
+    """
+    if not options_file.is_file():
+        return
+    differing = config_differences(yaml.safe_load(options_file.read_text()) or {}, options)
+    if differing:
+        raise InvalidOptionError(f"{options_file.parent} holds {what} with other options ({'; '.join(differing)}); "
+                                 "give another --out, or the same options to resume it")
 
 
 def is_unused(folder: Path) -> bool:

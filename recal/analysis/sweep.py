@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import yaml
 
 from recal.analysis.runs import config_value, final_metrics, find_runs, read_config
-from recal.run_folder import resume_arguments
+from recal.run_folder import refuse_other_options, resume_arguments
 from recal.errors import InvalidOptionError, UserError
 
 SWEEP_FILE = "sweep.yaml"
@@ -125,18 +125,6 @@ def check_values(plan: SweepPlan) -> None:
                                      "nothing was trained") from error
 
 
-def check_same_plan(plan: SweepPlan, out: Path) -> None:
-    """Refuse an ``out`` whose ``sweep.yaml`` was written for other options, naming them."""
-    path = out / SWEEP_FILE
-    if not path.is_file():
-        return
-    saved, wanted = yaml.safe_load(path.read_text()) or {}, asdict(plan)
-    differing = [f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in wanted if saved.get(k) != wanted.get(k)]
-    if differing:
-        raise InvalidOptionError(f"{out} holds a sweep with other options ({'; '.join(differing)}); give another "
-                                 "--out, or the same options to resume it")
-
-
 def run_sweep(plan: SweepPlan, out: Path, launch: Callable[[list[str]], int] = launch_inprocess,
               say: Callable[[str], None] = print) -> None:
     """Train every (value, seed) of ``plan`` under ``out/runs``; finished runs are skipped, unfinished ones resumed.
@@ -145,7 +133,7 @@ def run_sweep(plan: SweepPlan, out: Path, launch: Callable[[list[str]], int] = l
     Writes ``out/sweep.yaml`` first, so :func:`collect` knows the key and the variants' order
     even for a sweep that was interrupted.
     """
-    check_same_plan(plan, out)
+    refuse_other_options(out / SWEEP_FILE, asdict(plan), "a sweep")
     check_values(plan)
     (out / SWEEP_FILE).write_text(yaml.safe_dump(asdict(plan), sort_keys=False))
     runs_dir = out / "runs"

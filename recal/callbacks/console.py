@@ -23,7 +23,6 @@ from lightning.pytorch.utilities.model_summary import get_human_readable_count
 # Message fragments of warnings that every run would print and no option of the user changes.
 _NOISE = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
-    r".*weights_only.*",
     r".*is smaller than the logging interval.*",
     r".*does not have many workers which may be a bottleneck.*",
     r".*callbacks used to create the checkpoint need to be provided.*",

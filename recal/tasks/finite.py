@@ -30,15 +30,15 @@ def last_good_checkpoint(trainer: L.Trainer) -> str:
 
 def stop_if_not_finite(task: L.LightningModule, loss: Tensor, advice: str = "") -> None:
     """Raise :class:`NonFiniteLossError` naming the step, when ``loss`` is not finite on any rank."""
-    finite = bool(torch.isfinite(loss.detach()).all())
+    finite_here = bool(torch.isfinite(loss.detach()).all())
     trainer = task._trainer
+    finite = finite_here
     if trainer is not None and trainer.world_size > 1:
-        finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        finite = trainer.strategy.reduce_boolean_decision(finite_here, all=True)
     if finite:
         return
     value = loss.detach().float().item() if loss.numel() == 1 else "non-finite"
-    where = f"training loss {value}" if not bool(torch.isfinite(loss.detach()).all()) else \
-        "training loss on another rank"
+    where = "training loss on another rank" if finite_here else f"training loss {value}"
     epoch = f" (epoch {task.current_epoch})" if trainer is not None else ""
     checkpoint = f"; {last_good_checkpoint(trainer)}" if trainer is not None else ""
     raise NonFiniteLossError(f"non-finite {where} at global step {task.global_step}{epoch}, stopped before "
