@@ -219,7 +219,7 @@ def _place(config: Any, run: RunFolder, subcommand: str) -> dict[str, Any]:
     # validate/test read a training run's checkpoint: its callbacks' state names that run's folder
     checkpoint = config.get("ckpt_path")
     trained = run_folder.run_of_checkpoint(Path(checkpoint)) if checkpoint else None
-    checkpoints = (trained if subcommand != "fit" and trained else run.path) / run_folder.CHECKPOINTS
+    checkpoints = trained / run_folder.CHECKPOINTS if subcommand != "fit" and trained else run.checkpoints
     for key in ("checkpoint.dirpath", "interrupt.dirpath"):
         if config.get(key) is None:
             put(key, str(checkpoints))
@@ -307,7 +307,7 @@ def main(args: Sequence[str] | None = None) -> int:
     except SIGTERMException:
         signum = received_signal() or signal.SIGTERM
         run = _current["run"]
-        where = f"{run.path / run_folder.CHECKPOINTS / 'interrupted.ckpt'}" if run else "checkpoints/interrupted.ckpt"
+        where = run.checkpoints / "interrupted.ckpt" if run else "checkpoints/interrupted.ckpt"
         print(f"stopped by {signal.Signals(signum).name}; --ckpt_path {where} resumes the run", file=sys.stderr)
         return 128 + signum
     finally:

@@ -12,7 +12,8 @@ Every ``cli.py`` run owns one folder:
 A folder that already holds files is never written into, except by a resume: a run pointed
 at one stops before writing anything. Resuming moves the ``metrics.csv`` rows logged after
 the checkpoint's step (a crash between checkpoints) to ``metrics.discarded-K.csv`` and keeps
-every earlier row byte for byte.
+every earlier row byte for byte; checkpoints saved after that step become
+``<name>.discarded-K.ckpt``.
 """
 
 from __future__ import annotations
