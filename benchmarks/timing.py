@@ -99,7 +99,7 @@ def benchmark_args(description: str, repeats: int = 7, images: bool = False,
     ``images`` adds ``--batch`` and ``--size``; ``add`` lets a script add its own options.
     """
     from recal.allocator import keep_freed_memory
-    from recal.models.functional import set_kernels
+    from recal.layers.kernels import set_kernels
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=2)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recal.models.srm import ChannelwiseFC
+from recal.layers.kernels import readable_mode
+from recal.layers.srm import ChannelwiseFC
 
 with warnings.catch_warnings():  # fvcore's import warns under recent torch
     warnings.simplefilter("ignore")
@@ -94,7 +95,8 @@ def count_macs(model: nn.Module, input_size: int = 224, conv_linear_only: bool =
         if conv_linear_only:
             analysis.set_op_handle(**{op: _zero_flops for op in _DEFAULT_SUPPORTED_OPS if op not in CONV_LINEAR_OPS})
         analysis.set_op_handle("aten::einsum", _einsum_macs)
-        with warnings.catch_warnings():  # jit tracing warnings on data-dependent branches
+        # the readable definitions: fvcore's jit trace must see einsums and convs, not custom autograd nodes
+        with warnings.catch_warnings(), readable_mode():  # and no jit warnings on data-dependent branches
             warnings.simplefilter("ignore")
             total = analysis.total()
     finally:

@@ -1,6 +1,6 @@
 """Gate statistics over a validation set, observed through the gate modules' one hook.
 
-Every gate module (:class:`recal.models.gate.ChannelGate`) calls the hooks registered with
+Every gate module (:class:`recal.layers.gate.ChannelGate`) calls the hooks registered with
 :meth:`~recal.models.ChannelGate.register_gate_hook` with the gate it computed,
 (N, C) — or (N, C, H, W) for Gather-Excite with a finite extent, which is
 averaged over space here so that every module yields one value per sample and
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recal.models.gate import ChannelGate
-from recal.models.sk import SelectiveKernelConv
-from recal.models.splat import SplitAttentionConv
+from recal.layers.gate import ChannelGate
+from recal.layers.sk import SelectiveKernelConv
+from recal.layers.splat import SplitAttentionConv
 
 HIST_BINS = 1000
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

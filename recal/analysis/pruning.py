@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from recal.analysis.gates import GateRecorder, gated_blocks, iterate, val_batches
-from recal.models.gate import ChannelGate
+from recal.layers.gate import ChannelGate
 from recal.tasks.classification import accuracy_metrics
 
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)

@@ -6,7 +6,7 @@ Public face: :func:`create_model`, :func:`create_recalibration`,
 
 from recal.models.config import BackboneConfig
 from recal.models.fuse import fuse
-from recal.models.gate import ChannelGate
+from recal.layers.gate import ChannelGate
 from recal.models.param_groups import no_weight_decay_parameters
 from recal.models.registry import create_conv, create_model, create_recalibration, model_names
 

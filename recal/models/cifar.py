@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from recal.models.blocks import BlockContext, GateFactory, conv1x1, conv3x3, gated_residual
+from recal.models.parts import BlockContext, GateFactory, conv1x1, conv3x3, gated_residual
 from recal.models.resnet import BasicBlock, init_weights
 
 

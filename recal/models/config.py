@@ -18,12 +18,12 @@ from typing import Literal, Optional
 from torch import nn
 
 from recal.errors import InvalidOptionError
-from recal.models.cmpe_se import CMPE_VARIANTS, CMPESE
-from recal.models.ge import GE_VARIANTS, GatherExcite
-from recal.models.pooling import PoolingName
+from recal.layers.cmpe_se import CMPE_VARIANTS, CMPESE
+from recal.layers.ge import GE_VARIANTS, GatherExcite
+from recal.layers.pooling import PoolingName
 from recal.models.registry import RECALIBRATIONS, create_model, model_names
-from recal.models.se import SE
-from recal.models.srm import SRM
+from recal.layers.se import SE
+from recal.layers.srm import SRM
 
 ModelName = Literal[model_names()]  # type: ignore[valid-type]
 RecalibrationName = Literal[RECALIBRATIONS]  # type: ignore[valid-type]

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
-from recal.models.gate import ChannelGate
+from recal.layers.gate import ChannelGate
 
 __all__ = [
     "DomainRoute", "DomainSpecific", "domain", "gate_set_parameters", "make_domain_specific",

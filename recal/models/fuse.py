@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from recal.models.gate import PooledGate
-from recal.models.srm import SRM
+from recal.layers.gate import PooledGate
+from recal.layers.srm import SRM
 
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from torch import nn
 
-from recal.models.srm import SRM
+from recal.layers.srm import SRM
 
 NoDecayScope = Literal["srm", "norm_and_bias", "none"]
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)

@@ -14,17 +14,17 @@ from typing import Any
 from torch import nn
 
 from recal.errors import InvalidOptionError
-from recal.models.blocks import BlockContext, ConvFactory, GateFactory
+from recal.models.parts import BlockContext, ConvFactory, GateFactory
 from recal.models.cifar import cifar_resnet, preact_resnet, wide_resnet
-from recal.models.cmpe_se import CMPESE
-from recal.models.eca import ECA
-from recal.models.ge import GatherExcite
-from recal.models.gate import ChannelGate
+from recal.layers.cmpe_se import CMPESE
+from recal.layers.eca import ECA
+from recal.layers.ge import GatherExcite
+from recal.layers.gate import ChannelGate
 from recal.models.resnet import BasicBlock, Bottleneck, ResNet
-from recal.models.se import SE
-from recal.models.sk import SelectiveKernelConv
-from recal.models.splat import SplitAttentionConv
-from recal.models.srm import SRM
+from recal.layers.se import SE
+from recal.layers.sk import SelectiveKernelConv
+from recal.layers.splat import SplitAttentionConv
+from recal.layers.srm import SRM
 
 GATES: dict[str, type[ChannelGate]] = {"se": SE, "srm": SRM, "ge": GatherExcite, "cmpe_se": CMPESE, "eca": ECA}
 CONVS: dict[str, type[nn.Module]] = {"sk": SelectiveKernelConv, "splat": SplitAttentionConv}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from recal.models.blocks import BlockContext, ConvFactory, GateFactory, conv1x1, gated_residual, conv3x3, conv_out
+from recal.models.parts import BlockContext, ConvFactory, GateFactory, conv1x1, gated_residual, conv3x3, conv_out
 
 
 class BasicBlock(nn.Module):

@@ -7,8 +7,8 @@ from typing import Literal
 
 from lightning.pytorch.utilities import rank_zero_info
 
-from recal.models.functional import set_kernels
-from recal.models.functional.dispatch import compile_available
+from recal.layers.kernels import set_kernels
+from recal.layers.kernels.dispatch import compile_available
 
 KernelChoice = Literal["auto", "compiled", "eager"]
 AUTO_MIN_STEPS = 2000

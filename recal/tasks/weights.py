@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from recal.errors import CheckpointMismatchError
-from recal.models.gate import ChannelGate
+from recal.layers.gate import ChannelGate
 
 __all__ = ["load_backbone_weights", "read_state_dict"]
 

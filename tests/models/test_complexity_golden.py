@@ -204,7 +204,7 @@ def test_v1_5_resnet50_is_torchvision_figure() -> None:
 
 class TinyNet(nn.Sequential):
     def __init__(self, srm: bool = False) -> None:
-        from recal.models.srm import SRM
+        from recal.layers.srm import SRM
 
         super().__init__(
             nn.Conv2d(3, 8, 3, padding=1, bias=False),

@@ -10,8 +10,8 @@ from recal.errors import InvalidOptionError
 from recal.models import create_model
 from recal.models.domain import (DomainSpecific, domain, gate_set_parameters, make_domain_specific,
                                  make_domain_specific_heads, set_domain)
-from recal.models.gate import ChannelGate
-from recal.models.srm import SRM
+from recal.layers.gate import ChannelGate
+from recal.layers.srm import SRM
 
 
 def _count(model: nn.Module) -> int:

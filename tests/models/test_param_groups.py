@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from recal.models import create_model, no_weight_decay_parameters
-from recal.models.srm import SRM
+from recal.layers.srm import SRM
 
 
 def _ids(params) -> set[int]:

@@ -7,8 +7,8 @@ import torch
 
 from recal.errors import InvalidOptionError
 from recal.models import BackboneConfig, create_model, create_recalibration, model_names
-from recal.models.ge import GatherExcite
-from recal.models.srm import SRM
+from recal.layers.ge import GatherExcite
+from recal.layers.srm import SRM
 
 
 def _count(model: torch.nn.Module) -> int:

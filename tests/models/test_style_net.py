@@ -10,9 +10,9 @@ import torchvision
 from torch import nn
 
 from recal.errors import CheckpointMismatchError, DatasetNotFoundError
-from recal.models.gate import ChannelGate
-from recal.models.se import SE
-from recal.models.srm import SRM
+from recal.layers.gate import ChannelGate
+from recal.layers.se import SE
+from recal.layers.srm import SRM
 from recal.models.style_net import (NORMS, VGG_LAYERS, TransformerNet, VGG16Features, gram_matrix,
                                     load_vgg16_features, random_vgg16_features, stylize, vgg16_features_layers)
 

@@ -11,7 +11,7 @@ from recal.cli import create_cli
 from recal.errors import NonFiniteLossError
 from recal.tasks.finite import stop_if_not_finite
 from recal.models import BackboneConfig
-from recal.models.srm import SRM
+from recal.layers.srm import SRM
 from recal.tasks import ClassificationTask
 from tests.cli_runner import QUIET, run_cli, run_dirs
 

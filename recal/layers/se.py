@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from recal.models.gate import PooledGate
+from recal.layers.gate import PooledGate
 
 
 class SE(PooledGate):

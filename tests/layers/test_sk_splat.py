@@ -1,4 +1,4 @@
-"""SK (recal/models/sk.py) and split attention (recal/models/splat.py): conv replacements."""
+"""SK (recal/layers/sk.py) and split attention (recal/layers/splat.py): conv replacements."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from recal.models import create_conv, create_model, create_recalibration
-from recal.models.sk import SelectiveKernelConv
-from recal.models.splat import SplitAttentionConv
+from recal.layers.sk import SelectiveKernelConv
+from recal.layers.splat import SplitAttentionConv
 
 
 @pytest.mark.parametrize("channels, d", [(128, 32), (256, 32), (512, 32), (1024, 64)])

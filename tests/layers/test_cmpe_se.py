@@ -1,4 +1,4 @@
-"""CMPE-SE (recal/models/cmpe_se.py): the four variants, the pseudo-images, and the block rule.
+"""CMPE-SE (recal/layers/cmpe_se.py): the four variants, the pseudo-images, and the block rule.
 
 The block rule — out = U·g + shortcut, the gate reading both U and the (projected)
 shortcut but multiplying U only — is tested on every block type the backbones have.
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from recal.models import create_model, create_recalibration
-from recal.models.cmpe_se import CMPE_VARIANTS, CMPESE
+from recal.layers.cmpe_se import CMPE_VARIANTS, CMPESE
 
 VARIANTS = list(CMPE_VARIANTS)
 

@@ -1,4 +1,4 @@
-"""SRM (recal/models/srm.py) against the official formulation, its init, numerics and options."""
+"""SRM (recal/layers/srm.py) against the official formulation, its init, numerics and options."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from recal.models import create_model, create_recalibration
-from recal.models.pooling import POOLING_NAMES
-from recal.models.srm import SRM
+from recal.layers.pooling import POOLING_NAMES
+from recal.layers.srm import SRM
 
 ALL_SUBSETS = [c for r in (1, 2, 3) for c in itertools.combinations(POOLING_NAMES, r)]
 CIFAR_RESNET20_GATED_CHANNELS = [16] * 3 + [32] * 3 + [64] * 3

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from recal.models.gate import PooledGate
+from recal.layers.gate import PooledGate
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
-from recal.models.gate import PooledGate
-from recal.models.pooling import canonical_pooling
+from recal.layers.gate import PooledGate
+from recal.layers.pooling import canonical_pooling
 
 Integration = Literal["cfc", "mlp"]
 

@@ -9,7 +9,7 @@ from typing import Callable, Protocol
 
 from torch import Tensor, nn
 
-from recal.models.gate import ChannelGate
+from recal.layers.gate import ChannelGate
 
 
 @dataclass(frozen=True)

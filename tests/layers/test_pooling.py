@@ -1,4 +1,4 @@
-"""Style pooling (recal/models/pooling.py): the statistics SRM, SE and the ablations pool."""
+"""Style pooling (recal/layers/pooling.py): the statistics SRM, SE and the ablations pool."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recal.errors import InvalidOptionError
-from recal.models.pooling import POOLING_NAMES, STD_EPS, canonical_pooling, style_pool
+from recal.layers.pooling import POOLING_NAMES, STD_EPS, canonical_pooling, style_pool
 
 ALL_SUBSETS = [c for r in (1, 2, 3) for c in itertools.combinations(POOLING_NAMES, r)]
 

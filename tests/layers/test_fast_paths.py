@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from recal.models import ChannelGate, create_conv, create_model, create_recalibration, fuse
-from recal.models.functional import compiled_kernels, kernels_enabled, set_kernels
+from recal.layers.kernels import compiled_kernels, kernels_enabled, set_kernels
 from recal.tasks.kernels import choose_kernels
-from tests.models.numerics import relative_difference
+from tests.numerics import relative_difference
 
 C, H = 32, 6
 MODULES = {

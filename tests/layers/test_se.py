@@ -1,4 +1,4 @@
-"""SE (recal/models/se.py): structure, formula, bias switch, and its place in the models."""
+"""SE (recal/layers/se.py): structure, formula, bias switch, and its place in the models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recal.models import create_model, create_recalibration
-from recal.models.se import SE
+from recal.layers.se import SE
 
 
 def test_structure_with_reduction_16() -> None:

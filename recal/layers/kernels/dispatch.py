@@ -11,6 +11,12 @@ on for the runs that profit: ``set_kernels("compiled")``, the
 Inside a model that the user compiles as a whole (``torch.compile(model)``),
 the kernels run their plain eager definition so that dynamo traces straight
 through them: no nested compile and no graph break.
+
+The *readable* mode goes further: every layer runs its readable definition (no
+hand-written autograd node, no compiled kernel, no in-place write), the form a
+tracer or counter should see. It is on inside :func:`readable_mode` (the
+complexity counter's ``torch.jit.trace`` uses it), while ``torch.compile`` or
+``torch.export`` trace a model, and during ``torch.fx.symbolic_trace``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,24 @@ F = TypeVar("F", bound=Callable)
 
 _mode: KernelMode = "compiled" if os.environ.get("RECAL_KERNELS") == "compiled" else "eager"
 _forced_eager = os.environ.get("RECAL_KERNELS") == "eager"
+_readable_depth = 0
+
+
+@contextlib.contextmanager
+def readable_mode() -> Iterator[None]:
+    """Run every layer's readable definition inside this block (tracing, counting)."""
+    global _readable_depth
+    _readable_depth += 1
+    try:
+        yield
+    finally:
+        _readable_depth -= 1
+
+
+def is_readable() -> bool:
+    """Whether layers must run their readable definitions now (see the module docstring)."""
+    return (_readable_depth > 0 or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+            or torch.fx._symbolic_trace.is_fx_symbolic_tracing())
 
 
 def compile_available(device_type: str = "cpu") -> bool:
@@ -96,7 +120,7 @@ def fast_kernel(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         nonlocal compiled, failed
-        if _mode != "compiled" or failed or torch.compiler.is_compiling():
+        if _mode != "compiled" or failed or is_readable():
             return fn(*args, **kwargs)
         if compiled is None:
             compiled = torch.compile(fn, fullgraph=True, dynamic=False)

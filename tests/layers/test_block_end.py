@@ -1,6 +1,6 @@
 """The fused end of a gated block against its readable composition (performance issue, target 4).
 
-- the pooled-statistics node (SRM, SE, ECA; recal.models.functional.pooled_gate), with and
+- the pooled-statistics node (SRM, SE, ECA; recal.layers.kernels.pooled_block_end), with and
   without the block's BatchNorm folded in, equals BN module → style_pool → gate → rescale →
   add → ReLU under autograd to 1e-10 in float64: output, every gradient, BN's running
   statistics;
@@ -22,15 +22,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import recal.models.functional.dispatch as dispatch
-import recal.models.gate as gate_module
+import recal.layers.kernels.dispatch as dispatch
+import recal.layers.gate as gate_module
 from recal.allocator import keep_freed_memory
 from recal.models import create_model, create_recalibration
-from recal.models.functional import compiled_kernels, fast_kernel
-from recal.models.functional.gated_residual import gated_residual, gated_residual_reference
-from recal.models.gate import ChannelGate, PooledGate
-from recal.models.pooling import mean_var
-from tests.models.numerics import relative_difference
+from recal.layers.kernels import compiled_kernels, fast_kernel
+from recal.layers.kernels.gated_add import gated_residual, gated_residual_reference
+from recal.layers.gate import ChannelGate, PooledGate
+from recal.layers.kernels.moments import mean_var
+from tests.numerics import relative_difference
 
 GATES = {
     "srm": dict(name="srm"),

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from recal.models.functional.dispatch import fast_kernel
-from recal.models.functional.gated_residual import gated_residual
-from recal.models.functional.pooled_gate import foldable_norm, fusable, pooled_gated_residual
-from recal.models.pooling import style_pool
+from recal.layers.kernels.dispatch import fast_kernel, is_readable
+from recal.layers.kernels.gated_add import gated_residual
+from recal.layers.kernels.pooled_block_end import foldable_norm, fusable, pooled_gated_residual
+from recal.layers.pooling import style_pool
 
 GateHook = Callable[["ChannelGate", Tensor], None]
 
@@ -95,7 +95,7 @@ class PooledGate(ChannelGate):
     :meth:`excite`. In training, the end of the block — statistics, gate,
     rescale, residual addition, ReLU — runs as one autograd node with a
     closed-form gradient for the statistics
-    (:mod:`recal.models.functional.pooled_gate`).
+    (:mod:`recal.layers.kernels.pooled_block_end`).
     """
 
     pooling: tuple[str, ...]
@@ -110,9 +110,7 @@ class PooledGate(ChannelGate):
 
     def forward(self, x: Tensor, shortcut: Tensor | None = None, residual: Tensor | None = None,
                 relu: bool = False, norm: nn.Module | None = None) -> Tensor:
-        if residual is None or not torch.is_grad_enabled() or not fusable(self.pooling) \
-                or torch.compiler.is_compiling() or torch.jit.is_tracing():
-            # dynamo and fvcore's tracer see the readable form
+        if residual is None or not torch.is_grad_enabled() or not fusable(self.pooling) or is_readable():
             return super().forward(x, shortcut, residual, relu, norm)
         if norm is not None and not foldable_norm(norm, x):
             x, norm = norm(x), None
@@ -141,7 +139,7 @@ def rescale_add(x: Tensor, gate: Tensor, channel_mask: Tensor, identity: Tensor,
     """``relu?(x * gate * channel_mask + identity)``: a gated residual block's output.
 
     With gradients: one addcmul forward and a hand-written backward
-    (:mod:`recal.models.functional.gated_residual`), not a compiled kernel,
+    (:mod:`recal.layers.kernels.gated_add`), not a compiled kernel,
     because inductor's CPU backward for it measured 4–7× slower than eager.
     Without (inference): addcmul and an in-place ReLU, no autograd node; into
     ``x``'s own memory when the caller allows it (``overwrite``), which saves

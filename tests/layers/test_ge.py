@@ -1,4 +1,4 @@
-"""Gather-Excite (recal/models/ge.py): GE-θ global as in the SRM paper, θ⁻, θ⁺, finite extents."""
+"""Gather-Excite (recal/layers/ge.py): GE-θ global as in the SRM paper, θ⁻, θ⁺, finite extents."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recal.models import create_model, create_recalibration
-from recal.models.ge import GatherExcite
+from recal.layers.ge import GatherExcite
 
 
 def _stage_kernels(model: nn.Module, stages: tuple[str, ...]) -> list[int]:

@@ -2,7 +2,7 @@
 
 Used by the gates that are not computed from pooled statistics alone (GE,
 CMPE-SE, SRM with max pooling); SRM, SE and ECA take the larger node of
-:mod:`recal.models.functional.pooled_gate`.
+:mod:`recal.layers.kernels.pooled_block_end`.
 
 Autograd would run this as four full-size passes forward (multiply, add, ReLU,
 and a copy kept for backward) and five backward (ReLU mask, the add's

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
-from recal.models.functional import fast_kernel
-from recal.models.gate import ChannelGate
+from recal.layers.kernels import fast_kernel, is_readable
+from recal.layers.gate import ChannelGate
 
 GEVariant = Literal["theta_minus", "theta", "theta_plus"]
 GE_VARIANTS = ("theta_minus", "theta", "theta_plus")
@@ -83,7 +83,7 @@ def global_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     it is: z_nc = Σ_hw x_nchw · w_chw + b_c (one fused reduction when compiled; CPU depthwise
     convolutions with 56×56 kernels are slow)."""
     weight = weight[:, 0].to(x.dtype)
-    if torch.jit.is_tracing():  # fvcore counts MACs from the traced einsum; a custom node would hide it
+    if is_readable():  # fvcore counts MACs from the traced einsum; a custom node would hide it
         z = torch.einsum("nchw,chw->nc", x, weight)
     else:
         z = _GlobalDot.apply(x, weight)

@@ -35,9 +35,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from recal.models.functional.dispatch import fast_kernel
-from recal.models.functional.gated_residual import channel_dot
-from recal.models.pooling import STD_EPS, mean_var, statistics_dtype
+from recal.layers.kernels.dispatch import fast_kernel
+from recal.layers.kernels.gated_add import channel_dot
+from recal.layers.kernels.moments import STD_EPS, mean_var, statistics_dtype
 
 ScaleFn = Callable[[Tensor], Tensor]
 """(N, C, d) statistics → (N, C, 1, 1) scale in x's dtype (gate × channel mask)."""

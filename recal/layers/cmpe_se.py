@@ -35,8 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
-from recal.models.gate import ChannelGate
-from recal.models.pooling import style_pool
+from recal.layers.gate import ChannelGate
+from recal.layers.pooling import style_pool
 
 CMPEVariant = Literal["double_fc", "pair_1x1", "pair_2x1", "folded_3x3"]
 CMPE_VARIANTS = ("double_fc", "pair_1x1", "pair_2x1", "folded_3x3")

@@ -1,0 +1,32 @@
+"""recal's layers: the recalibration modules a user plugs into any network, and their fast kernels.
+
+Gate modules (``gate_module(x)`` returns ``x * gate * channel_mask``; CMPE-SE also reads the
+block's shortcut, ``gate_module(x, shortcut)``): :class:`SRM`, :class:`SE`, :class:`ECA`,
+:class:`GatherExcite`, :class:`CMPESE`, all derived from :class:`ChannelGate`. Conv replacements
+for a bottleneck's 3×3: :class:`SelectiveKernelConv`, :class:`SplitAttentionConv`. The end of a
+residual block with a gate, written once: :func:`block_end`. Networks live in :mod:`recal.models`.
+"""
+
+from recal.layers.cmpe_se import CMPESE
+from recal.layers.eca import ECA
+from recal.layers.gate import ChannelGate, PooledGate
+from recal.layers.ge import GatherExcite
+from recal.layers.pooling import canonical_pooling, style_pool
+from recal.layers.se import SE
+from recal.layers.sk import SelectiveKernelConv
+from recal.layers.splat import SplitAttentionConv
+from recal.layers.srm import SRM
+
+__all__ = [
+    "CMPESE",
+    "ECA",
+    "SE",
+    "SRM",
+    "ChannelGate",
+    "GatherExcite",
+    "PooledGate",
+    "SelectiveKernelConv",
+    "SplitAttentionConv",
+    "canonical_pooling",
+    "style_pool",
+]
