@@ -7,9 +7,11 @@ for a bottleneck's 3×3: :class:`SelectiveKernelConv`, :class:`SplitAttentionCon
 residual block with a gate, written once: :func:`block_end`. Networks live in :mod:`recal.models`.
 """
 
+from recal.layers.block_end import block_end, block_end_reference
 from recal.layers.cmpe_se import CMPESE
 from recal.layers.eca import ECA
 from recal.layers.gate import ChannelGate, PooledGate
+from recal.layers.kernels import readable_mode, set_kernels
 from recal.layers.ge import GatherExcite
 from recal.layers.pooling import canonical_pooling, style_pool
 from recal.layers.se import SE
@@ -27,6 +29,10 @@ __all__ = [
     "PooledGate",
     "SelectiveKernelConv",
     "SplitAttentionConv",
+    "block_end",
+    "block_end_reference",
     "canonical_pooling",
+    "readable_mode",
+    "set_kernels",
     "style_pool",
 ]

@@ -35,11 +35,24 @@ import torch
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
-from recal.layers.gate import ChannelGate
+from recal.layers.gate import ChannelGate, rescale
 from recal.layers.pooling import style_pool
 
 CMPEVariant = Literal["double_fc", "pair_1x1", "pair_2x1", "folded_3x3"]
 CMPE_VARIANTS = ("double_fc", "pair_1x1", "pair_2x1", "folded_3x3")
+
+
+def checked_shortcut(x: Tensor, shortcut: Tensor) -> Tensor:
+    """``shortcut``, after checking that it has the residual's shape."""
+    if shortcut.shape != x.shape:
+        raise InvalidOptionError(f"CMPE-SE residual {tuple(x.shape)} and shortcut {tuple(shortcut.shape)} differ; "
+                                 "pass the shortcut after its projection")
+    return shortcut
+
+
+# leaves of traced graphs: the check is Python on shapes, and style_pool's dtype rule is too
+torch.fx.wrap("checked_shortcut")
+torch.fx.wrap("style_pool")
 
 
 class InnerImaging(nn.Module):
@@ -95,19 +108,19 @@ class CMPESE(ChannelGate):
         """The (N, 1, H, W) image the inner-imaging convolution sees."""
         pairs = torch.stack((u, s), dim=2)  # (N, C, 2)
         if self.variant == "folded_3x3":
-            n, c = u.shape
+            rows, k = self.channels // self.fold, self.fold
             # rows alternate: residual channels [0, k), identity [0, k), residual [k, 2k), ...
-            pairs = pairs.reshape(n, c // self.fold, self.fold, 2).transpose(2, 3).reshape(n, 2 * c // self.fold, self.fold)
+            pairs = pairs.reshape(-1, rows, k, 2).transpose(2, 3).reshape(-1, 2 * rows, k)
         return pairs.unsqueeze(1)
+
+    def forward(self, x: Tensor, shortcut: Tensor) -> Tensor:
+        """``x * gate(x, shortcut) * channel_mask``."""
+        return rescale(x, self.scale(x, self.observed_gate(x, shortcut)))
 
     def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
         if shortcut is None:
             raise InvalidOptionError("CMPE-SE needs the block's shortcut: call it as gate(x, shortcut)")
-        if shortcut.shape != x.shape:
-            raise InvalidOptionError(
-                f"CMPE-SE residual {tuple(x.shape)} and shortcut {tuple(shortcut.shape)} differ; "
-                "pass the shortcut after its projection"
-            )
+        shortcut = checked_shortcut(x, shortcut)
         u = style_pool(x, ("avg",))[:, :, 0]
         s = style_pool(shortcut, ("avg",))[:, :, 0]
         if self.variant == "double_fc":

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
-from recal.layers.kernels import fast_kernel, is_readable
+from recal.layers.kernels.global_dot import global_depthwise
 from recal.layers.gate import ChannelGate
 
 GEVariant = Literal["theta_minus", "theta", "theta_plus"]
@@ -54,40 +54,24 @@ def _check_options(variant: str, extent: int | str, spatial_size: int | None) ->
         )
 
 
-class _GlobalDot(torch.autograd.Function):
-    """z_nc = Σ_hw x_nchw · w_chw, with a backward whose input gradient is contiguous.
-
-    Autograd's backward of the einsum hands back a (C, N)-permuted input gradient;
-    the block's BatchNorm backward then reads it strided, which cost ~5 ms per
-    block on our CPU (+77 ms on a GE-ResNet-50 train step). Here it is
-    ``g_nc · w_chw`` written in x's own order.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        return torch.einsum("nchw,chw->nc", x, weight)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
-        # contiguous(): inductor would otherwise pick the permuted layout again when compiled
-        grad_x = (grad[:, :, None, None] * weight).contiguous() if ctx.needs_input_grad[0] else None
-        grad_weight = torch.einsum("nc,nchw->chw", grad, x) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_weight
+def checked_map_size(x: Tensor, size: int) -> Tensor:
+    """``x``, after checking that its map is ``size``×``size`` (what the global gather was built for)."""
+    h, w = x.shape[-2:]
+    if (h, w) != (size, size):
+        raise InvalidOptionError(
+            f"GE global gather was built for {size}×{size} feature maps but got {h}×{w}; "
+            "set the backbone's input_size to the image size you train on")
+    return x
 
 
-@fast_kernel
-def global_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """A depthwise convolution whose kernel covers the whole map, as the (N, C) dot products
-    it is: z_nc = Σ_hw x_nchw · w_chw + b_c (one fused reduction when compiled; CPU depthwise
-    convolutions with 56×56 kernels are slow)."""
-    weight = weight[:, 0].to(x.dtype)
-    if is_readable():  # fvcore counts MACs from the traced einsum; a custom node would hide it
-        z = torch.einsum("nchw,chw->nc", x, weight)
-    else:
-        z = _GlobalDot.apply(x, weight)
-    return z if bias is None else z + bias.to(z.dtype)
+def upsample_nearest(g: Tensor, like: Tensor) -> Tensor:
+    """``g`` upsampled (nearest) to ``like``'s H×W."""
+    return F.interpolate(g, size=like.shape[-2:], mode="nearest")
+
+
+# leaves of traced graphs: their size arithmetic is Python on the map's shape
+torch.fx.wrap("checked_map_size")
+torch.fx.wrap("upsample_nearest")
 
 
 class GatherExcite(ChannelGate):
@@ -104,6 +88,7 @@ class GatherExcite(ChannelGate):
         super().__init__(channels)
         _check_options(variant, extent, spatial_size)
         self.variant, self.extent, self.spatial_size = variant, extent, spatial_size
+        self.spatial = extent != "global"
         if variant != "theta_minus":
             self.gather = self._conv_gather(channels, extent, spatial_size)
         if variant == "theta_plus":
@@ -130,17 +115,9 @@ class GatherExcite(ChannelGate):
             ]
         return nn.Sequential(*layers)
 
-    def _check_size(self, x: Tensor) -> None:
+    def gate(self, x: Tensor) -> Tensor:
         if self.extent == "global" and self.variant != "theta_minus":
-            h, w = x.shape[-2:]
-            if (h, w) != (self.spatial_size, self.spatial_size):
-                raise InvalidOptionError(
-                    f"GE global gather was built for {self.spatial_size}×{self.spatial_size} feature maps "
-                    f"but got {h}×{w}; set the backbone's input_size to the image size you train on"
-                )
-
-    def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
-        self._check_size(x)
+            x = checked_map_size(x, self.spatial_size)
         if self.variant == "theta_minus":
             if self.extent == "global":
                 return torch.sigmoid(x.mean(dim=(2, 3)))
@@ -156,7 +133,7 @@ class GatherExcite(ChannelGate):
                 g = self.mlp(g)
         if self.extent == "global":
             return torch.sigmoid(g.flatten(1))
-        return torch.sigmoid(F.interpolate(g, size=x.shape[-2:], mode="nearest"))
+        return torch.sigmoid(upsample_nearest(g, x))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, variant={self.variant}, extent={self.extent}, spatial_size={self.spatial_size}"

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from recal.models.parts import BlockContext, GateFactory, conv1x1, conv3x3, gated_residual
-from recal.models.resnet import BasicBlock, init_weights
+from recal.layers.block_end import block_end
+from recal.models.parts import BlockContext, GateFactory, conv1x1, conv3x3, conv_out, init_weights, projection_shortcut
+from recal.models.resnet import BasicBlock
 
 
 class PreActBottleneck(nn.Module):
@@ -48,7 +49,7 @@ class PreActBottleneck(nn.Module):
         out = self.conv1(pre)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
-        return out + identity if self.gate is None else gated_residual(self.gate, out, identity, relu=False)
+        return block_end(out, gate=self.gate, shortcut=identity, relu=False)
 
 
 class WideBasicBlock(nn.Module):
@@ -74,7 +75,7 @@ class WideBasicBlock(nn.Module):
         identity = x if self.shortcut is None else self.shortcut(pre)
         out = self.conv1(pre)
         out = self.conv2(self.dropout(self.relu(self.bn2(out))))
-        return out + identity if self.gate is None else gated_residual(self.gate, out, identity, relu=False)
+        return block_end(out, gate=self.gate, shortcut=identity, relu=False)
 
 
 class CifarResNet(nn.Module):
@@ -96,7 +97,7 @@ class CifarResNet(nn.Module):
         inplanes, size, stages = stem_width, input_size, []
         for i, width in enumerate(widths):
             stride = 1 if i == 0 else 2
-            size = None if size is None else (size - 1) // stride + 1
+            size = conv_out(size, 3, stride, 1)
             layers = []
             for j in range(blocks):
                 layers.append(make_block(inplanes, width, stride if j == 0 else 1, size))
@@ -125,7 +126,7 @@ def cifar_resnet(depth: int, num_classes: int = 10, make_gate: GateFactory | Non
     def make_block(inplanes: int, planes: int, stride: int, size: int | None) -> nn.Module:
         downsample = None
         if stride != 1 or inplanes != planes:
-            downsample = nn.Sequential(conv1x1(inplanes, planes, stride), nn.BatchNorm2d(planes))
+            downsample = projection_shortcut(inplanes, planes, stride)
         return BasicBlock(inplanes, planes, stride, downsample, make_gate=make_gate, spatial_size=size)
 
     return CifarResNet(make_block, (16, 32, 64), blocks, num_classes, input_size=input_size)

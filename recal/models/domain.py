@@ -58,9 +58,9 @@ class DomainSpecific(nn.Module):
     """D copies of ``module``; each sample goes through its domain's copy.
 
     Works for gate modules (``takes_shortcut`` mirrors the wrapped gate's, and every
-    tensor argument of the gate call — ``x``, ``shortcut``, ``residual`` — is split along
-    the batch, so blocks call it exactly like the gate it wraps) and for any batch-first
-    module such as a classifier head. A training sub-batch of a single
+    tensor argument of the gate call — ``x``, and ``shortcut`` for CMPE-SE — is split
+    along the batch, so blocks call it exactly like the gate it wraps) and for any
+    batch-first module such as a classifier head. A training sub-batch of a single
     sample runs its copy in eval mode: a BatchNorm cannot normalise one sample with
     batch statistics, so that sample uses the copy's running statistics instead.
     """
@@ -81,7 +81,7 @@ class DomainSpecific(nn.Module):
         self.route = route
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        """Run the routed copies; every tensor argument (x, shortcut, residual …) is split by domain."""
+        """Run the routed copies; every tensor argument (x, shortcut …) is split by domain."""
         route = self.route
         if route is None:
             raise RuntimeError("DomainSpecific module called without domain ids: call set_domain(model, ids) first")

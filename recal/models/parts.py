@@ -1,5 +1,6 @@
-"""Small shared pieces of the backbones: conv helpers, the block context a gate
-factory receives, and the output-size arithmetic that sizes GE's global kernel.
+"""The parts every backbone shares: conv helpers, the downsampling shortcut, the
+initialisation, the output-size arithmetic that sizes GE's global kernel, and the
+block context a gate factory receives.
 """
 
 from __future__ import annotations
@@ -7,9 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from torch import Tensor, nn
-
-from recal.layers.gate import ChannelGate
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -51,19 +50,27 @@ def conv_out(size: int | None, kernel: int, stride: int, padding: int) -> int | 
     return None if size is None else (size + 2 * padding - kernel) // stride + 1
 
 
-def gated_residual(gate: nn.Module, out: Tensor, identity: Tensor, relu: bool, norm: nn.Module | None = None) -> Tensor:
-    """``relu?(gate(norm(out)) + identity)`` — the end of a recalibrated residual block.
+def projection_shortcut(inplanes: int, outplanes: int, stride: int, avg_down: bool = False) -> nn.Sequential:
+    """The projection shortcut of a block that changes shape: 1×1 conv (strided) + BN.
 
-    Gates that read the shortcut get it too; the gate module itself applies the
-    BatchNorm ``norm``, adds the residual and applies the ReLU, so that it can
-    fold them into its rescale (SRM, SE and ECA do in training). A wrapper that
-    is not a gate module itself (per-domain gate copies, which split the batch)
-    gets the normalised map: BatchNorm must see the whole batch; so do gates
-    that have nothing to fold it into (``folds_norm`` False).
+    ``avg_down`` (ResNeSt, timm's ``resnet*d``): a stride-sized average pool carries the
+    stride and the 1×1 convolution is not strided.
     """
-    if norm is not None and not (isinstance(gate, ChannelGate) and gate.folds_norm):
-        out, norm = norm(out), None
-    shortcut = identity if getattr(gate, "takes_shortcut", False) else None
-    if norm is None:
-        return gate(out, shortcut, residual=identity, relu=relu)
-    return gate(out, shortcut, residual=identity, relu=relu, norm=norm)
+    if not avg_down:
+        return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
+    pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+    return nn.Sequential(pool, conv1x1(inplanes, outplanes), nn.BatchNorm2d(outplanes))
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convs, BN 1/0.
+
+    Gate convolutions (GE, CMPE-SE) are initialised like the backbone's, as in the
+    official code; SRM's CFC is not a convolution and keeps its zeros.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from recal.models.parts import BlockContext, ConvFactory, GateFactory, conv1x1, gated_residual, conv3x3, conv_out
+from recal.layers.block_end import block_end
+from recal.models.parts import (BlockContext, ConvFactory, GateFactory, conv1x1, conv3x3, conv_out, init_weights,
+                                projection_shortcut)
 
 
 class BasicBlock(nn.Module):
@@ -50,11 +52,7 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.conv2(out)
-        if self.gate is None:
-            out = self.bn2(out)
-            out += identity  # in place, as torchvision: BN's backward does not need its output
-            return self.relu(out)
-        return gated_residual(self.gate, out, identity, relu=True, norm=self.bn2)
+        return block_end(out, norm=self.bn2, gate=self.gate, shortcut=identity, relu=True, overwrite=True)
 
 
 class Bottleneck(nn.Module):
@@ -99,11 +97,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.conv3(out)
-        if self.gate is None:
-            out = self.bn3(out)
-            out += identity  # in place, as torchvision: BN's backward does not need its output
-            return self.relu(out)
-        return gated_residual(self.gate, out, identity, relu=True, norm=self.bn3)
+        return block_end(out, norm=self.bn3, gate=self.gate, shortcut=identity, relu=True, overwrite=True)
 
 
 def _deep_stem(width: int, out: int) -> nn.Sequential:
@@ -112,13 +106,6 @@ def _deep_stem(width: int, out: int) -> nn.Sequential:
         conv3x3(width, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
         conv3x3(width, out),
     )
-
-
-def _downsample(inplanes: int, outplanes: int, stride: int, avg_down: bool) -> nn.Sequential:
-    if not avg_down:
-        return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
-    pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
-    return nn.Sequential(pool, conv1x1(inplanes, outplanes), nn.BatchNorm2d(outplanes))
 
 
 class ResNet(nn.Module):
@@ -165,7 +152,7 @@ class ResNet(nn.Module):
     def _make_layer(self, block, planes: int, blocks: int, stride: int, size: int | None, avg_down: bool, options: dict) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = _downsample(self.inplanes, planes * block.expansion, stride, avg_down)
+            downsample = projection_shortcut(self.inplanes, planes * block.expansion, stride, avg_down)
         layers = [block(self.inplanes, planes, stride, downsample, spatial_size=size, **options)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes, spatial_size=size, **options) for _ in range(1, blocks)]
@@ -178,17 +165,3 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.avgpool(self.forward_features(x)).flatten(1))
-
-
-def init_weights(model: nn.Module) -> None:
-    """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convs, BN 1/0.
-
-    Gate convolutions (GE, CMPE-SE) are initialised like the backbone's, as in the
-    official code; SRM's CFC is not a convolution and keeps its zeros.
-    """
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)) and m.weight is not None:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

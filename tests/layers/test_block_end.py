@@ -1,7 +1,10 @@
-"""The fused end of a gated block against its readable composition (performance issue, target 4).
+"""block_end, the end of every residual block, against its readable reference.
 
+- block_end equals block_end_reference for every gate family, a wrapped gate and no gate,
+  with and without the block's BatchNorm, in training (outputs and gradients) and in
+  inference, to 1e-10 in float64;
 - the pooled-statistics node (SRM, SE, ECA; recal.layers.kernels.pooled_block_end), with and
-  without the block's BatchNorm folded in, equals BN module → style_pool → gate → rescale →
+  without the block's BatchNorm absorbed, equals BN module → style_pool → gate → rescale →
   add → ReLU under autograd to 1e-10 in float64: output, every gradient, BN's running
   statistics;
 - the hand-written rescale + add + ReLU node (GE, CMPE-SE) equals its plain formula;
@@ -23,13 +26,13 @@ import torch
 from torch import Tensor, nn
 
 import recal.layers.kernels.dispatch as dispatch
-import recal.layers.gate as gate_module
 from recal.allocator import keep_freed_memory
-from recal.models import create_model, create_recalibration
+from recal.layers import block_end, block_end_reference, readable_mode
 from recal.layers.kernels import compiled_kernels, fast_kernel
-from recal.layers.kernels.gated_add import gated_residual, gated_residual_reference
-from recal.layers.gate import ChannelGate, PooledGate
+from recal.layers.kernels.gated_add import gated_add, gated_add_reference
 from recal.layers.kernels.moments import mean_var
+from recal.models import create_model, create_recalibration
+from recal.models.domain import DomainSpecific, set_domain
 from tests.numerics import relative_difference
 
 GATES = {
@@ -66,9 +69,9 @@ def _step(gate: nn.Module, norm: nn.Module | None, z: Tensor, identity: Tensor, 
     for m in modules:
         m.zero_grad(set_to_none=True)
     if fused:
-        y = gate(z, residual=identity, relu=relu, norm=norm)
-    else:  # the readable composition: BN module, then the base class's plain path
-        y = ChannelGate.forward(gate, norm(z) if norm is not None else z, residual=identity, relu=relu)
+        y = block_end(z, norm=norm, gate=gate, shortcut=identity, relu=relu)
+    else:  # the readable composition: BN module, the gate module, the addition
+        y = block_end_reference(z, norm=norm, gate=gate, shortcut=identity, relu=relu)
     y.backward(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y))
     grads = [p.grad for m in modules for p in m.parameters()]
     state = [b.clone() for b in norm.buffers()] if norm is not None else []
@@ -76,7 +79,7 @@ def _step(gate: nn.Module, norm: nn.Module | None, z: Tensor, identity: Tensor, 
 
 
 @pytest.mark.parametrize("key", list(GATES))
-@pytest.mark.parametrize("with_norm", [True, False], ids=["bn_folded", "no_bn"])
+@pytest.mark.parametrize("with_norm", [True, False], ids=["bn_absorbed", "no_bn"])
 def test_pooled_block_end_equals_the_readable_composition(key: str, with_norm: bool) -> None:
     for side, momentum, relu in ((5, 0.1, True), (5, None, False), (1, 0.1, True)):
         gate = _gate(key)
@@ -95,27 +98,76 @@ def test_pooled_block_end_equals_the_readable_composition(key: str, with_norm: b
         assert worst < 1e-10, f"{key} side={side} momentum={momentum} relu={relu}: {worst:.2e}"
 
 
-def test_the_fused_node_is_taken_and_skipped_where_it_should_be() -> None:
+def test_the_one_node_is_taken_and_skipped_where_it_should_be() -> None:
     gate = _gate("srm")
     z = torch.randn(2, 16, 4, 4, dtype=torch.float64, requires_grad=True)
     identity = torch.randn_like(z)
-    assert type(gate(z, residual=identity, relu=True).grad_fn).__name__ == "_PooledGatedResidualBackward"
-    assert type(gate(z).grad_fn).__name__ != "_PooledGatedResidualBackward"  # no residual: plain rescale
+    assert type(block_end(z, gate=gate, shortcut=identity, relu=True).grad_fn).__name__ == "_PooledBlockEndBackward"
+    assert type(gate(z).grad_fn).__name__ == "MulBackward0"  # the module alone: x * gate, nothing else
     max_gate = create_recalibration("srm", 16, pooling=("avg", "max")).double()
-    assert type(max_gate(z, residual=identity).grad_fn).__name__ == "_GatedResidualBackward"  # max: a scatter
+    ended = block_end(z, gate=max_gate, shortcut=identity, relu=False)
+    assert type(ended.grad_fn).__name__ == "_GatedAddBackward"  # max pooling: a scatter, no closed form
+    with readable_mode():
+        assert type(block_end(z, gate=gate, shortcut=identity, relu=False).grad_fn).__name__ == "AddBackward0"
+
+
+def _any_gate(key: str, channels: int = 16, side: int = 5) -> nn.Module | None:
+    if key == "none":
+        return None
+    if key == "wrapped_srm":  # per-domain copies: block_end adds the shortcut after the wrapper
+        wrapper = DomainSpecific(_gate("srm", channels), 2).double().train()
+        return wrapper
+    options = {"ge": dict(name="ge", spatial_size=side), "ge_extent_2": dict(name="ge", variant="theta_plus", extent=2),
+               "cmpe_se": dict(name="cmpe_se", variant="pair_1x1", maps=2), "srm_max": dict(name="srm", pooling=("avg", "max"))
+               }.get(key, GATES.get(key))
+    options = dict(options)
+    gate = create_recalibration(options.pop("name"), channels, **options).double().train()
+    with torch.no_grad():
+        for p in gate.parameters():
+            p.normal_(0, 0.5)
+    return gate
+
+
+@pytest.mark.parametrize("key", ["none", "srm", "se", "eca", "srm_max", "ge", "ge_extent_2", "cmpe_se", "wrapped_srm"])
+@pytest.mark.parametrize("with_norm", [True, False], ids=["bn", "no_bn"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "inference"])
+def test_block_end_equals_its_reference(key: str, with_norm: bool, training: bool) -> None:
+    results = []
+    for end in (block_end, block_end_reference):
+        torch.manual_seed(0)
+        gate, norm = _any_gate(key), _norm(16, 0.1) if with_norm else None
+        modules = [m for m in (gate, norm) if m is not None]
+        for m in modules:
+            m.train(training)
+        if isinstance(gate, DomainSpecific):
+            set_domain(gate, torch.tensor([0, 1, 1, 0]))
+        out = (torch.randn(4, 16, 5, 5, dtype=torch.float64) * 2 + 1).requires_grad_(training)
+        shortcut = torch.randn_like(out).requires_grad_(training)
+        with torch.set_grad_enabled(training):
+            # the caller owns out only with overwrite; the reference never writes
+            extra = {"overwrite": True} if end is block_end else {}
+            y = end(out.clone() if training else out.detach().clone(), norm=norm, gate=gate, shortcut=shortcut,
+                    relu=True, **extra)
+        outputs = [y.detach()]
+        if training:
+            y.backward(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y))
+            outputs += [out.grad, shortcut.grad, *(p.grad for m in modules for p in m.parameters())]
+        results.append(outputs)
+    for fast, reference in zip(*results):
+        assert relative_difference(fast, reference) < 1e-10
 
 
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("spatial", [False, True], ids=["channel_scale", "spatial_scale"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_gated_residual_node_equals_its_formula(relu: bool, spatial: bool, channels_last: bool) -> None:
+def test_gated_add_node_equals_its_formula(relu: bool, spatial: bool, channels_last: bool) -> None:
     x = torch.randn(3, 8, 5, 5, dtype=torch.float64)
     identity = torch.randn_like(x)
     scale = torch.rand(3, 8, 5, 5, dtype=torch.float64) if spatial else torch.rand(3, 8, 1, 1, dtype=torch.float64)
     if channels_last:
         x, identity = x.contiguous(memory_format=torch.channels_last), identity.contiguous(memory_format=torch.channels_last)
     results = []
-    for fn in (gated_residual, gated_residual_reference):
+    for fn in (gated_add, gated_add_reference):
         leaves = [t.detach().clone().requires_grad_() for t in (x, scale, identity)]
         y = fn(*leaves, relu)
         y.backward(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y))
@@ -139,7 +191,7 @@ def test_shifted_sum_statistics_equal_var_mean() -> None:
 
 
 @pytest.mark.parametrize("name", ["srm_resnet18", "se_resnet50"])
-def test_a_whole_train_step_equals_the_readable_network(name: str, randomize, monkeypatch) -> None:
+def test_a_whole_train_step_equals_the_readable_network(name: str, randomize) -> None:
     # 64 px and 4 images: at 32 px layer4 is 1×1, and BN over 2 values is too ill-conditioned for 1e-10
     model = randomize(create_model(name, 10, input_size=64), scale=0.2).double().train()
     x = torch.randn(4, 3, 64, 64, dtype=torch.float64)
@@ -151,9 +203,7 @@ def test_a_whole_train_step_equals_the_readable_network(name: str, randomize, mo
 
     reference_model = copy.deepcopy(model)
     fast = step(model)
-    with monkeypatch.context() as patch:  # the readable network: BN modules, style_pool, autograd
-        patch.setattr(PooledGate, "folds_norm", False)
-        patch.setattr(gate_module, "fusable", lambda pooling: False)
+    with readable_mode():  # the readable network: BN modules, style_pool, autograd
         reference = step(reference_model)
     assert max(relative_difference(f, r) for f, r in zip(fast, reference)) < 1e-10
 
@@ -164,8 +214,10 @@ def test_inference_writes_only_into_the_blocks_own_intermediate(randomize) -> No
     kept = x.clone()
     with torch.no_grad():
         expected = torch.relu(x * gate.gate(x)[:, :, None, None] + identity)
-        torch.testing.assert_close(gate(x, residual=identity, relu=True), expected)
+        torch.testing.assert_close(block_end(x, gate=gate, shortcut=identity, relu=True), expected)
         assert torch.equal(x, kept)  # a caller's tensor is never overwritten
+        torch.testing.assert_close(block_end(x, gate=gate, shortcut=identity, relu=True, overwrite=True), expected)
+        torch.testing.assert_close(x, expected)  # the block's own: written in place
         model = randomize(create_model("srm_resnet18", 10, input_size=32)).eval()
         image = torch.randn(2, 3, 32, 32)
         torch.testing.assert_close(model(image), model.double()(image.double()).float(), rtol=1e-4, atol=1e-4)

@@ -102,6 +102,8 @@ def test_missing_or_mismatched_shortcut_raises() -> None:
     gate = CMPESE(16)
     x = torch.randn(2, 16, 4, 4)
     with pytest.raises(ValueError, match="shortcut"):
+        gate.gate(x)
+    with pytest.raises(TypeError, match="shortcut"):
         gate(x)
     with pytest.raises(ValueError, match=r"\(2, 16, 4, 4\).*\(2, 16, 2, 2\)"):
         gate(x, torch.randn(2, 16, 2, 2))

@@ -83,9 +83,9 @@ def test_preactivation_gate_sits_after_the_last_conv(name: str, block_index: int
     with torch.no_grad():
         out = block(x)
     assert torch.equal(seen["gate_in"], seen["conv"])
-    # the gate module adds the residual itself (fused); no activation after the addition
-    assert torch.equal(out, seen["gate_out"])
-    torch.testing.assert_close(out, seen["conv"] * seen["gate"][:, :, None, None] + x)
+    torch.testing.assert_close(seen["gate_out"], seen["conv"] * seen["gate"][:, :, None, None])
+    # the shortcut is added after the gate; no activation after the addition
+    torch.testing.assert_close(out, seen["gate_out"] + x)
 
 
 @pytest.mark.parametrize(

@@ -71,21 +71,21 @@ def test_gate_sits_after_the_last_bn_before_the_addition(prefix: str, arch: str,
     assert isinstance(block.gate, ChannelGate)
     seen: dict[str, Tensor] = {}
     getattr(block, last_bn).register_forward_hook(lambda m, args, out: seen.update(bn=out.clone()))
-    block.gate.register_forward_hook(
-        lambda m, args, kwargs, out: seen.update(gate_in=args[0].clone(), norm=kwargs.get("norm"), gate_out=out.clone()),
-        with_kwargs=True)
+    block.register_forward_hook(lambda m, args, out: seen.update(block_out=out.clone()))
     block.gate.register_gate_hook(lambda m, g: seen.update(gate=g.clone()))
     x = torch.randn(2, block.conv1.in_channels, 4, 4)
     with torch.no_grad():
+        unwatched = block(x)  # the fast path: the gate module is not called as a module
+    handle = block.gate.register_forward_hook(
+        lambda m, args, out: seen.update(gate_in=args[0].clone(), gate_out=out.clone()))
+    with torch.no_grad():
         out = block(x)
-    if block.gate.folds_norm:  # SRM, SE, ECA apply the BN themselves (folded into their passes in training)
-        assert seen["norm"] is getattr(block, last_bn)
-        assert torch.equal(seen["norm"](seen["gate_in"]), seen["bn"])
-    else:
-        assert seen["norm"] is None and torch.equal(seen["gate_in"], seen["bn"])
-    # the gate module adds the shortcut and applies the ReLU itself (one fused kernel)
-    assert torch.equal(out, seen["gate_out"])
-    torch.testing.assert_close(out, torch.relu(seen["bn"] * seen["gate"][:, :, None, None] + x))
+    handle.remove()
+    # a watched gate module is called on the BN's output and returns the rescaled map, nothing else
+    assert torch.equal(seen["gate_in"], seen["bn"])
+    torch.testing.assert_close(seen["gate_out"], seen["bn"] * seen["gate"][:, :, None, None])
+    torch.testing.assert_close(out, torch.relu(seen["gate_out"] + x))
+    torch.testing.assert_close(unwatched, out)
 
 
 def test_gated_channels_of_resnet50() -> None:

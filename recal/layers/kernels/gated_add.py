@@ -1,4 +1,4 @@
-"""``relu?(x * scale + identity)`` with a hand-written backward: the end of a gated block.
+"""``relu?(x * scale + identity)`` with a hand-written backward: the end of a gated block in training.
 
 Used by the gates that are not computed from pooled statistics alone (GE,
 CMPE-SE, SRM with max pooling); SRM, SE and ECA take the larger node of
@@ -8,12 +8,12 @@ Autograd would run this as four full-size passes forward (multiply, add, ReLU,
 and a copy kept for backward) and five backward (ReLU mask, the add's
 pass-through, ``g * scale``, ``g * x`` and its reduction). Written by hand, the
 forward is one ``addcmul`` and an in-place ReLU, and the backward is one masked
-pass for the identity's gradient, one multiply for ``x``'s, and one fused
+pass for the identity's gradient, one multiply for ``x``'s, and one combined
 multiply-reduce for the scale's: 22 → 12.5 ms at 8×256×56×56 on our 2-core CPU
 (benchmarks/RESULTS.md). inductor's CPU kernel for the same backward measured
 4–7× slower than eager, which is why this is not a compiled kernel.
 
-The readable reference is :func:`gated_residual_reference`; the tests hold the
+The readable reference is :func:`gated_add_reference`; the tests hold the
 two together to 1e-10 in float64 (outputs and every gradient).
 """
 
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 
-class _GatedResidual(torch.autograd.Function):
+class _GatedAdd(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, scale: Tensor, identity: Tensor, relu: bool) -> Tensor:
         y = torch.addcmul(identity, x, scale)
@@ -55,12 +55,12 @@ def channel_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum((2, 3), keepdim=True)
 
 
-def gated_residual(x: Tensor, scale: Tensor, identity: Tensor, relu: bool) -> Tensor:
+def gated_add(x: Tensor, scale: Tensor, identity: Tensor, relu: bool) -> Tensor:
     """``relu?(x * scale + identity)``; ``scale`` is (N, C, 1, 1) or (N, C, H, W) in x's dtype."""
-    return _GatedResidual.apply(x, scale, identity, relu)
+    return _GatedAdd.apply(x, scale, identity, relu)
 
 
-def gated_residual_reference(x: Tensor, scale: Tensor, identity: Tensor, relu: bool) -> Tensor:
+def gated_add_reference(x: Tensor, scale: Tensor, identity: Tensor, relu: bool) -> Tensor:
     """The same function, written plainly (autograd derives its backward)."""
     y = x * scale + identity
     return torch.relu(y) if relu else y

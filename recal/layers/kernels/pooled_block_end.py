@@ -1,6 +1,6 @@
 """The end of a pooled-statistics gated block as one autograd node: SRM, SE and ECA in training.
 
-    y = relu?(gate(pool(x)) · x + identity),   x = BN(z) when the block's BatchNorm is folded in
+    y = relu?(gate(pool(x)) · x + identity),   x = BN(z) when the block's BatchNorm is absorbed
 
 where ``pool`` takes per-channel means and/or stds and ``gate`` is the module's
 small excitation (SRM's CFC + BN + sigmoid, SE's MLP, ECA's conv1d).
@@ -8,7 +8,7 @@ small excitation (SRM's CFC + BN + sigmoid, SE's MLP, ECA's conv1d).
 Autograd runs this as many full-size passes: BN's statistics and its output,
 the statistics of that output, the rescale, the addition and the ReLU forward;
 and backward one input gradient through the rescale, one through the statistics,
-their sum and BN's backward. Everything here is per-(n, c) affine, so it folds:
+their sum and BN's backward. Everything here is per-(n, c) affine, so it collapses:
 
 - the per-(n, c) mean and variance of the convolution output ``z`` give BN's
   batch statistics (law of total variance) *and* the statistics of BN's output
@@ -43,13 +43,13 @@ ScaleFn = Callable[[Tensor], Tensor]
 """(N, C, d) statistics → (N, C, 1, 1) scale in x's dtype (gate × channel mask)."""
 
 
-def fusable(pooling: Sequence[str]) -> bool:
+def closed_form(pooling: Sequence[str]) -> bool:
     """Whether this node can compute the statistics' gradient in closed form."""
     return "max" not in pooling
 
 
-def foldable_norm(norm: nn.Module | None, x: Tensor) -> bool:
-    """Whether ``norm`` can be folded into the node: a plain training-mode BatchNorm2d, float32/64, no hooks.
+def absorbable_norm(norm: nn.Module | None, x: Tensor) -> bool:
+    """Whether ``norm`` can be absorbed into the node: a plain training-mode BatchNorm2d, float32/64, no hooks.
 
     SyncBatchNorm (its statistics span processes), eval-mode BN (a fixed affine
     the caller applies), autocast (BN's dtype rules) and hooked modules take the
@@ -111,7 +111,7 @@ def _norm_affine(norm: nn.BatchNorm2d, mean: Tensor, var: Tensor, hw: int) -> tu
     return a0, b0
 
 
-class _PooledGatedResidual(torch.autograd.Function):
+class _PooledBlockEnd(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, identity: Tensor, pooling: tuple[str, ...], scale_fn: ScaleFn, relu: bool,
                 norm: nn.BatchNorm2d | None, *params: Tensor) -> Tensor:
@@ -174,14 +174,14 @@ def _input_gradient(grad: Tensor, scale: Tensor, z: Tensor, mean: Tensor, grad_m
     return affine_plus_scaled(grad, scale, z, a.to(z.dtype), b.contiguous().to(z.dtype))
 
 
-def pooled_gated_residual(x: Tensor, identity: Tensor, pooling: tuple[str, ...], scale_fn: ScaleFn, relu: bool,
+def pooled_block_end(x: Tensor, identity: Tensor, pooling: tuple[str, ...], scale_fn: ScaleFn, relu: bool,
                           params: Sequence[Tensor], norm: nn.BatchNorm2d | None = None) -> Tensor:
     """``relu?(x' · scale_fn(style_pool(x')) + identity)``, x' = norm(x), as one autograd node.
 
     ``params`` are the tensors ``scale_fn`` uses that may need gradients (the gate
-    module's parameters); ``pooling`` must be canonical and :func:`fusable`;
-    ``norm``, when given, must pass :func:`foldable_norm`.
+    module's parameters); ``pooling`` must be canonical and :func:`closed_form`;
+    ``norm``, when given, must pass :func:`absorbable_norm`.
     """
     if norm is not None and norm.affine:
         params = [*params, *(p for p in (norm.weight, norm.bias) if p.requires_grad)]
-    return _PooledGatedResidual.apply(x, identity, pooling, scale_fn, relu, norm, *params)
+    return _PooledBlockEnd.apply(x, identity, pooling, scale_fn, relu, norm, *params)
