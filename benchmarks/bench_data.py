@@ -1,4 +1,4 @@
-"""Target 6 of the performance issue: the data pipelines.
+"""The data pipelines: the speed of the ImageNet-style loader, the memory of the CIFAR-10 one.
 
 1. ImageNet-style training pipeline (recal's ImageNetDataModule train loader: robust loading,
    per-sample seeded augmentation, resumable sampler) on 512 JPEGs with 2 workers, against a

@@ -1,5 +1,5 @@
-"""Target 3 of the performance issue: inference after ``recal.models.fuse``. Fused SRM-ResNet-50
-eval throughput against the equally fused plain ResNet-50 (goal: time ratio ≤ 1.03).
+"""Inference after ``recal.models.fuse``: fused SRM-ResNet-50 eval throughput against the
+equally fused plain ResNet-50 (goal: time ratio ≤ 1.03).
 
     python -m benchmarks.bench_fuse [--threads 2] [--repeats 7] [--batch 8] [--kernels compiled]
 """

@@ -1,5 +1,5 @@
-"""Target 1 of the performance issue: recal's SRM / SE / GE modules, forward + backward,
-against the official / timm formulations at the four ResNet-50 stage shapes (batch 8).
+"""recal's SRM / SE / GE modules, forward + backward, against the official / timm
+formulations at the four ResNet-50 stage shapes (batch 8).
 
     python benchmarks/bench_modules.py [--threads 2] [--repeats 7] [--kernels compiled|eager]
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.baselines import OfficialGE, OfficialSRM, TimmSE
+from benchmarks.baselines import OfficialGE, TimmSE
+from benchmarks.official_srm import OfficialSRM
 from benchmarks.timing import Row, benchmark_args, compare, print_table
 from recal.models import create_recalibration
 

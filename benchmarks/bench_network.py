@@ -1,5 +1,5 @@
-"""Target 2 of the performance issue: a whole-network train step (forward, backward, SGD;
-batch 8, 224²) of recal's ResNet-50 family against ``torchvision.models.resnet50``.
+"""A whole-network train step (forward, backward, SGD; batch 8, 224²) of recal's ResNet-50
+family against ``torchvision.models.resnet50``.
 
     python -m benchmarks.bench_network [--threads 2] [--repeats 7] [--batch 8] [--kernels compiled]
 

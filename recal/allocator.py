@@ -3,11 +3,11 @@
 A CPU training step frees and reallocates the same few hundred megabytes of
 activations and gradients each time. glibc's malloc returns big blocks to the
 OS on free (mmap'd chunks, and a trimmed heap top), so every step page-faults
-that memory in again: ~60,000 minor faults and 0.1–0.35 s of system time per
-ResNet-50 step at batch 8 on our 2-core machine, and ~7 % of the step's wall
-time (benchmarks/RESULTS.md). Raising glibc's mmap and trim thresholds keeps
-those pages for reuse: the same effect as PyTorch's CPU tuning guide gets
-from preloading jemalloc or tcmalloc, with no extra library.
+that memory in again and pays for it in system time, a share of every step's
+wall time (benchmarks/RESULTS.md has the figures for a ResNet-50 step). Raising
+glibc's mmap and trim thresholds keeps those pages for reuse: the same effect
+as PyTorch's CPU tuning guide gets from preloading jemalloc or tcmalloc, with
+no extra library.
 
 The cost is that the process keeps its peak heap until it exits. recal's CLI
 does this for its runs; ``RECAL_MALLOC=default`` leaves glibc's defaults alone.

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from recal.errors import CheckpointMismatchError, InvalidOptionError
+from recal.tasks.state_dict_differences import state_dict_differences
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -44,26 +45,6 @@ def check_same_task(checkpoint: dict[str, Any], path: str | Path, task_class_pat
     if saved and task_class_path and saved != task_class_path:
         raise CheckpointMismatchError(f"checkpoint {path} was written by {saved}, but this config trains "
                                       f"{task_class_path}; pass a config of that task")
-
-
-def _listed(keys: list[str], limit: int = 3) -> str:
-    return ", ".join(keys[:limit]) + (f" … (+{len(keys) - limit})" if len(keys) > limit else "")
-
-
-def state_dict_differences(own: Mapping[str, Tensor], theirs: Mapping[str, Tensor]) -> list[str]:
-    """Missing keys, unexpected keys and shape mismatches of ``theirs`` against ``own``, as phrases."""
-    missing = [k for k in own if k not in theirs]
-    unexpected = [k for k in theirs if k not in own]
-    shapes = [f"{k}: file {tuple(theirs[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in theirs and theirs[k].shape != own[k].shape]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} key(s) missing from the file: {_listed(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatch(es): {_listed(shapes, 2)}")
-    return parts
 
 
 def check_checkpoint_fits(own: Mapping[str, Tensor], checkpoint: Mapping[str, Any], path: str | None,

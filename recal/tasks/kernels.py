@@ -17,9 +17,9 @@ AUTO_MIN_STEPS = 2000
 def choose_kernels(choice: KernelChoice, steps: float, device_type: str) -> str:
     """Switch compiled kernels on or off for this fit and return the mode used.
 
-    ``auto`` compiles only when the fit is long (≥ 2,000 optimiser steps; the
-    compile costs ~20 s per model and set of shapes on a 2-core CPU) and a compiler
-    toolchain is present, so tests and quick runs never wait for a compile.
+    ``auto`` compiles only when the fit is long (≥ 2,000 optimiser steps: one compile
+    per model and set of shapes outlasts a short fit, benchmarks/RESULTS.md) and a
+    compiler toolchain is present, so tests and quick runs never wait for a compile.
     """
     if choice == "auto":
         long_fit = math.isinf(steps) or steps >= AUTO_MIN_STEPS

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from recal.errors import CheckpointMismatchError
 from recal.layers.gate import ChannelGate
+from recal.tasks.state_dict_differences import state_dict_differences
 
 __all__ = ["load_backbone_weights", "read_state_dict"]
 
@@ -58,8 +59,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         f"weights file {path} holds neither a state dict nor a Lightning checkpoint (got {type(obj).__name__})")
 
 
-def _listed(keys: list[str], limit: int = 3) -> str:
-    return ", ".join(keys[:limit]) + (f" … (+{len(keys) - limit})" if len(keys) > limit else "")
+# Said when only recalibration modules are missing: a plain ResNet file given to a gated ResNet.
+GATE_NOTE = " (recalibration modules; allow_missing_gates: true keeps their init)"
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path, head: str = "fc", model_name: str | None = None,
@@ -73,23 +74,15 @@ def load_backbone_weights(model: nn.Module, path: str | Path, head: str = "fc", 
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(head + ".")}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
     gates = tuple(name + "." for name, m in model.named_modules() if isinstance(m, ChannelGate))
-    missing = [k for k in own if k not in state]
-    tolerated = [k for k in missing if allow_missing_gates and k.startswith(gates)]
-    missing = [k for k in missing if k not in tolerated]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            hint = " (recalibration modules; allow_missing_gates: true keeps their init)" \
-                if all(k.startswith(gates) for k in missing) and gates else ""
-            parts.append(f"{len(missing)} key(s) missing from the file{hint}: {_listed(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es): {_listed(shapes, 2)}")
+    tolerated = [k for k in own if k not in state and allow_missing_gates and k.startswith(gates)]
+    required = {k: v for k, v in own.items() if k not in tolerated}
+
+    def gate_note(missing: list[str]) -> str:
+        return GATE_NOTE if gates and all(k.startswith(gates) for k in missing) else ""
+
+    differences = state_dict_differences(required, state, missing_note=gate_note)
+    if differences:
         name = model_name or type(model).__name__
-        raise CheckpointMismatchError(f"weights file {path} does not fit {name}: " + "; ".join(parts))
+        raise CheckpointMismatchError(f"weights file {path} does not fit {name}: " + "; ".join(differences))
     model.load_state_dict(state, strict=False)
     return tolerated

@@ -8,37 +8,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from benchmarks.official_srm import OfficialSRM
 from recal.models import create_model, create_recalibration
 from recal.layers.pooling import POOLING_NAMES
 from recal.layers.srm import SRM
 
 ALL_SUBSETS = [c for r in (1, 2, 3) for c in itertools.combinations(POOLING_NAMES, r)]
 CIFAR_RESNET20_GATED_CHANNELS = [16] * 3 + [32] * 3 + [64] * 3
-
-
-class OfficialSRM(nn.Module):
-    """A direct transcription of hyunjaelee410/style-based-recalibration-module's SRMLayer."""
-
-    def __init__(self, channel: int) -> None:
-        super().__init__()
-        self.cfc = nn.Parameter(torch.zeros(channel, 2))
-        self.bn = nn.BatchNorm2d(channel)
-        self.activation = nn.Sigmoid()
-
-    def _style_pooling(self, x: Tensor, eps: float = 1e-5) -> Tensor:
-        n, c, _, _ = x.size()
-        channel_mean = x.view(n, c, -1).mean(dim=2, keepdim=True)
-        channel_var = x.view(n, c, -1).var(dim=2, keepdim=True) + eps
-        channel_std = channel_var.sqrt()
-        return torch.cat((channel_mean, channel_std), dim=2)
-
-    def _style_integration(self, t: Tensor) -> Tensor:
-        z = t * self.cfc[None, :, :]
-        z = torch.sum(z, dim=2)[:, :, None, None]
-        return self.activation(self.bn(z))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self._style_integration(self._style_pooling(x))
 
 
 def _pair(channels: int, dtype: torch.dtype, randomize) -> tuple[SRM, OfficialSRM]:

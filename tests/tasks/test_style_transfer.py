@@ -1,6 +1,6 @@
 """Style transfer end to end through ``cli.py``: the four variants train, predict, compare, errors.
 
-Issue #5's acceptance: each of IN, BN, BN+SE, BN+SRM trains 30 steps on the embedded demo and
+What the task must do: each of IN, BN, BN+SE, BN+SRM trains 30 steps on the embedded demo and
 the mean loss of its last 5 steps is below 0.9 × its first 5; ``predict`` writes one image per
 input with the input's size (odd sizes included); ``python -m recal.style_compare`` makes the
 figure and the table from the four checkpoints; a missing style image, an image-less content
