@@ -16,7 +16,7 @@ reduction 16. Variants:
 - ``pair_2x1``: the same pseudo-image; m filters spanning the pair (1×2, valid)
   → BN → mean → C → FC C→C/16 → ReLU → FC → C.
 - ``folded_3x3``: fold the (C, 2) pairs into a (2C/k, k) image whose rows
-  alternate residual / identity per group of k channels (``fold`` = k: ResNet
+  alternate residual / identity per group of k channels (``row_width`` = k: ResNet
   k = 16 → (2C/16, 16); WRN k = C / widen factor → (2·widen, C/widen), the
   official (20, C/10) for WRN-28-10); 3×3 valid convolution with m filters → BN
   → mean → flatten → FC → C/16 → ReLU → FC → C.
@@ -29,12 +29,13 @@ stage-1 shortcut where 16 channels become 64; our backbones always project there
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
+from recal.layers.block_context import BlockContext
 from recal.layers.gate import ChannelGate, rescale
 from recal.layers.pooling import style_pool
 
@@ -71,24 +72,32 @@ class CMPESE(ChannelGate):
     """Competitive SE gate over the residual output and the shortcut."""
 
     takes_shortcut = True
+    user_options = ("variant", "reduction")
+    block_options = ("maps", "row_width")
+
+    @classmethod
+    def from_block(cls, context: BlockContext, **options: Any) -> "CMPESE":
+        """m = the block's inner width / 16 maps; the folded image's rows as the block lays them out."""
+        return cls(context.channels, maps=max(context.inner_channels // 16, 1), row_width=context.row_width,
+                   **options)
 
     def __init__(
         self,
         channels: int,
         variant: CMPEVariant = "double_fc",
         maps: int = 1,
-        fold: int = 16,
+        row_width: int = 16,
         reduction: int = 16,
     ) -> None:
         super().__init__(channels)
         if variant not in CMPE_VARIANTS:
             raise InvalidOptionError(f"unknown CMPE-SE variant {variant!r}; valid choices: {list(CMPE_VARIANTS)}")
-        if variant == "folded_3x3" and (channels % fold or 2 * channels // fold < 3 or fold < 3):
+        if variant == "folded_3x3" and (channels % row_width or 2 * channels // row_width < 3 or row_width < 3):
             raise InvalidOptionError(
-                f"CMPE-SE folded_3x3 folds {channels} channels in groups of {fold}: channels must be a "
-                "multiple of the fold and the folded image at least 3×3"
+                f"CMPE-SE folded_3x3 lays {channels} channels out in rows of {row_width}: channels must be a "
+                "multiple of the row width and the folded image at least 3×3"
             )
-        self.variant, self.maps, self.fold = variant, maps, fold
+        self.variant, self.maps, self.row_width = variant, maps, row_width
         hidden = max(channels // reduction, 1)
         if variant == "double_fc":
             self.fc_residual = nn.Linear(channels, hidden, bias=False)
@@ -100,7 +109,7 @@ class CMPESE(ChannelGate):
         elif variant == "pair_2x1":
             self.imaging, flat = InnerImaging(maps, (1, 2)), channels
         else:
-            self.imaging, flat = InnerImaging(maps, (3, 3)), (2 * channels // fold - 2) * (fold - 2)
+            self.imaging, flat = InnerImaging(maps, (3, 3)), (2 * channels // row_width - 2) * (row_width - 2)
         self.fc1 = nn.Linear(flat, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, channels, bias=False)
 
@@ -108,7 +117,7 @@ class CMPESE(ChannelGate):
         """The (N, 1, H, W) image the inner-imaging convolution sees."""
         pairs = torch.stack((u, s), dim=2)  # (N, C, 2)
         if self.variant == "folded_3x3":
-            rows, k = self.channels // self.fold, self.fold
+            rows, k = self.channels // self.row_width, self.row_width
             # rows alternate: residual channels [0, k), identity [0, k), residual [k, 2k), ...
             pairs = pairs.reshape(-1, rows, k, 2).transpose(2, 3).reshape(-1, 2 * rows, k)
         return pairs.unsqueeze(1)

@@ -17,12 +17,13 @@ Gather-Excite with a finite extent is the one gate that varies over space
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from recal.layers.block_context import BlockContext
 from recal.layers.kernels.dispatch import fast_kernel
 from recal.layers.pooling import style_pool
 
@@ -41,6 +42,8 @@ class ChannelGate(nn.Module):
 
     takes_shortcut: bool = False
     spatial: bool = False
+    user_options: tuple[str, ...] = ()  # the keywords a user sets; the rest come from the block (from_block)
+    block_options: tuple[str, ...] = ()
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -48,6 +51,11 @@ class ChannelGate(nn.Module):
         self.register_buffer("channel_mask", torch.ones(channels))
         # an OrderedDict, not a dict: RemovableHandle keeps a weak reference to it
         self._gate_hooks: OrderedDict[int, GateHook] = OrderedDict()
+
+    @classmethod
+    def from_block(cls, context: BlockContext, **options: Any) -> "ChannelGate":
+        """The module for a block described by ``context``, with the user's ``options``."""
+        return cls(context.channels, **options)
 
     def gate(self, x: Tensor) -> Tensor:
         """Return the gate, (N, C) or (N, C, H, W), with values in [0, 1]."""

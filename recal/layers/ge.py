@@ -27,13 +27,14 @@ at 56×56 input).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
+from recal.layers.block_context import BlockContext
 from recal.layers.kernels.global_dot import global_depthwise
 from recal.layers.gate import ChannelGate
 
@@ -77,11 +78,19 @@ torch.fx.wrap("upsample_nearest")
 class GatherExcite(ChannelGate):
     """Gather-Excite gate (GE-θ⁻ / GE-θ / GE-θ⁺) with global or finite extent."""
 
+    user_options = ("variant", "extent", "reduction")
+    block_options = ("spatial_size",)
+
+    @classmethod
+    def from_block(cls, context: BlockContext, **options: Any) -> "GatherExcite":
+        """The global gather's kernel is the block's map: its size comes from the block."""
+        return cls(context.channels, spatial_size=context.spatial_size, **options)
+
     def __init__(
         self,
         channels: int,
         variant: GEVariant = "theta",
-        extent: int | Literal["global"] = "global",
+        extent: Literal["global", 2, 4, 8] = "global",
         spatial_size: int | None = None,
         reduction: int = 16,
     ) -> None:

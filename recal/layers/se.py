@@ -19,6 +19,8 @@ from recal.layers.gate import PooledGate
 class SE(PooledGate):
     """Squeeze-and-excitation gate: sigmoid(FC(ReLU(FC(mean(x)))))."""
 
+    user_options = ("reduction", "bias")
+
     def __init__(self, channels: int, reduction: int = 16, bias: bool = True) -> None:
         super().__init__(channels)
         self.pooling = ("avg",)

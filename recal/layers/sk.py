@@ -30,6 +30,8 @@ def _branch(in_ch: int, out_ch: int, stride: int, groups: int, dilation: int) ->
 class SelectiveKernelConv(nn.Module):
     """Two-branch selective-kernel 3×3 convolution with softmax attention over branches."""
 
+    user_options = ("reduction",)
+
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, groups: int = 32, reduction: int = 16, min_dim: int = 32) -> None:
         super().__init__()
         d = max(out_ch // reduction, min_dim)

@@ -22,14 +22,14 @@ parameter ``cfc`` is ``cfc.weight`` here.
 
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
 from recal.layers.gate import PooledGate
-from recal.layers.pooling import canonical_pooling
+from recal.layers.pooling import PoolingName, canonical_pooling
 
 Integration = Literal["cfc", "mlp"]
 
@@ -62,10 +62,12 @@ class StyleMLP(nn.Module):
 class SRM(PooledGate):
     """Style-based recalibration: sigmoid(BN(integration(style_pool(x))))."""
 
+    user_options = ("pooling", "integration", "bn", "reduction")
+
     def __init__(
         self,
         channels: int,
-        pooling: Iterable[str] = ("avg", "std"),
+        pooling: Sequence[PoolingName] = ("avg", "std"),
         integration: Integration = "cfc",
         bn: bool = True,
         reduction: int = 16,

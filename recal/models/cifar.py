@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from recal.layers.block_context import BlockContext
 from recal.layers.block_end import block_end
-from recal.models.parts import BlockContext, GateFactory, conv1x1, conv3x3, conv_out, init_weights, projection_shortcut
+from recal.models.parts import Classifier, GateFactory, conv1x1, conv3x3, conv_out, init_weights, projection_shortcut
 from recal.models.resnet import BasicBlock
 
 
@@ -67,8 +68,8 @@ class WideBasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = conv1x1(inplanes, planes, stride) if stride != 1 or inplanes != planes else None
-        fold = max(planes // widen_factor, 1)  # CMPE-SE folds WRN maps into (2k, C/k) images
-        self.gate = make_gate(BlockContext(planes, planes, spatial_size, fold)) if make_gate else None
+        row_width = max(planes // widen_factor, 1)  # CMPE-SE lays WRN maps out as (2k, C/k) images
+        self.gate = make_gate(BlockContext(planes, planes, spatial_size, row_width)) if make_gate else None
 
     def forward(self, x: Tensor) -> Tensor:
         pre = self.relu(self.bn1(x))
@@ -78,7 +79,7 @@ class WideBasicBlock(nn.Module):
         return block_end(out, gate=self.gate, shortcut=identity, relu=False)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(Classifier, nn.Module):
     """A three-stage CIFAR network: 3×3 stem, stages at 32/16/8 px, pooled linear head.
 
     ``preactivation`` networks end with BN-ReLU before pooling; post-activation

@@ -1,69 +1,89 @@
-"""The typed backbone config: the same keywords as :func:`create_model`.
+"""The typed backbone config: the same keywords as :func:`create_model`, derived from the registry.
 
-LightningCLI (jsonargparse) reads ``model.backbone`` into this dataclass, so a
-bad name — ``pooling: [avg, foo]``, an unknown model or module — is rejected
-when the config is parsed, with the list of valid values, before anything is
-built. Options left at None take the module's default; an option the chosen
-module does not take is an error naming both when the model is built. A number
-out of range for any network (``reduction: 0``, ``dropout: 1.5``) is an error when
-the config is made; one out of range for the chosen network (a ``reduction``
-larger than the channels of its smallest gated block) when the model is built.
+LightningCLI (jsonargparse) reads ``model.backbone`` into :class:`BackboneConfig`, so a
+bad value — ``pooling: [avg, foo]``, an unknown model or module — is rejected when the
+config is parsed, with the list of valid values, before anything is built. Its fields
+are not written out here: they are the options the registry's modules declare
+(``user_options``, typed by their constructors' annotations) and the networks' backbone
+options, so that a new module's options reach configs without a second declaration.
+Options left at None take the module's default; an option the chosen module does not
+take is an error naming both when the model is built. A number out of range for any
+network (``reduction: 0``, ``dropout: 1.5``) is an error when the config is made; one out
+of range for the chosen network (a ``reduction`` larger than the channels of its
+smallest gated block) when the model is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+import dataclasses
+import typing
+from typing import Any, Literal, Optional, Union
 
+from jsonargparse.typing import register_type
 from torch import nn
 
 from recal.errors import InvalidOptionError
-from recal.layers.cmpe_se import CMPE_VARIANTS, CMPESE
-from recal.layers.ge import GE_VARIANTS, GatherExcite
-from recal.layers.pooling import PoolingName
-from recal.models.registry import RECALIBRATIONS, create_model, model_names
-from recal.layers.se import SE
-from recal.layers.srm import SRM
+from recal.layers import CMPESE, SE, SRM, GatherExcite
+from recal.models.registry import FAMILIES, MODULES, create_model, parse_model_name
 
-ModelName = Literal[model_names()]  # type: ignore[valid-type]
-RecalibrationName = Literal[RECALIBRATIONS]  # type: ignore[valid-type]
-Variant = Literal[(*GE_VARIANTS, *CMPE_VARIANTS)]  # type: ignore[valid-type]
-EXTENTS = ("global", 2, 4, 8)
 OPTION = "model.backbone"
 
 
-@dataclass
-class BackboneConfig:
-    """What network to build: a model name plus recalibration and backbone options."""
+class ModelName(str):
+    """A name :func:`create_model` accepts: checked when a config is parsed, with the valid names listed."""
 
-    name: ModelName = "srm_resnet50"
-    recalibration: Optional[RecalibrationName] = None
-    pooling: Optional[list[PoolingName]] = None
-    integration: Optional[Literal["cfc", "mlp"]] = None
-    bn: Optional[bool] = None
-    reduction: Optional[int] = None
-    bias: Optional[bool] = None
-    variant: Optional[Variant] = None
-    extent: Optional[Literal["global", 2, 4, 8]] = None
-    stride_in_1x1: Optional[bool] = None
-    input_size: Optional[int] = None
-    dropout: Optional[float] = None
+    def __new__(cls, value: str) -> "ModelName":
+        parse_model_name(value)  # an InvalidOptionError (a ValueError) listing the valid names
+        return super().__new__(cls, value)
+
+
+# jsonargparse turns the ValueError of the check into its parse error for the option
+register_type(ModelName, serializer=str, deserializer=ModelName)
+
+
+def _module_option_types() -> dict[str, Any]:
+    """option → its type: the union of the annotations of every module constructor that takes it."""
+    types: dict[str, list[Any]] = {}
+    for module in MODULES.values():
+        hints = typing.get_type_hints(module.__init__)
+        for option in module.user_options:
+            if hints[option] not in types.setdefault(option, []):
+                types[option].append(hints[option])
+    return {option: Union[tuple(found)] if len(found) > 1 else found[0] for option, found in types.items()}
+
+
+def _backbone_option_types() -> dict[str, Any]:
+    types = {option: kind for family in FAMILIES for option, kind in family.option_types.items()}
+    order = ("stride_in_1x1", "input_size", "dropout")  # the order of today's configs and checkpoints
+    return {option: {**types, "input_size": int}[option] for option in order}
+
+
+@dataclasses.dataclass
+class _BackboneConfigMethods:
+    """What the derived dataclass does beyond holding values (a dataclass without fields, so that
+    jsonargparse reads the derived class as plain data, not as a class to pick by class_path)."""
 
     def __post_init__(self) -> None:
-        """Reject numbers that are wrong for any network, naming the option, the value and the range."""
+        """Reject names and numbers that are wrong for any network, naming the option, the value and the range."""
+        try:
+            parse_model_name(self.name)
+        except InvalidOptionError as error:
+            raise InvalidOptionError(f"{OPTION}.name: {error}") from None
+        self.name = str(self.name)  # plain data in checkpoints (they are read with weights_only)
         # a bool is an int to Python: reduction: true must not pass as 1
-        for field in ("reduction", "input_size"):
-            value = getattr(self, field)
+        for option in ("reduction", "input_size"):
+            value = getattr(self, option)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InvalidOptionError(f"{OPTION}.{field}={value!r}: expected a positive integer")
-        if self.extent is not None and self.extent not in EXTENTS:
-            raise InvalidOptionError(f"{OPTION}.extent={self.extent!r}: expected one of {list(EXTENTS)}")
+                raise InvalidOptionError(f"{OPTION}.{option}={value!r}: expected a positive integer")
+        extents = typing.get_args(typing.get_type_hints(GatherExcite.__init__)["extent"])
+        if self.extent is not None and self.extent not in extents:
+            raise InvalidOptionError(f"{OPTION}.extent={self.extent!r}: expected one of {list(extents)}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise InvalidOptionError(f"{OPTION}.dropout={self.dropout!r}: expected a probability in [0, 1)")
 
     def build(self, num_classes: int) -> nn.Module:
         """Instantiate the network with ``num_classes`` outputs."""
-        options = asdict(self)
+        options = dataclasses.asdict(self)
         model = create_model(options.pop("name"), num_classes, **options)
         self._check_reduction(model)
         return model
@@ -76,6 +96,23 @@ class BackboneConfig:
             raise InvalidOptionError(
                 f"{OPTION}.reduction={self.reduction} is larger than {min(counts)}, the channels of the smallest "
                 f"gated block of {self.name} (C // reduction would be 0); expected 1 to {min(counts)}")
+
+
+def _backbone_config() -> type:
+    fields: list[tuple[str, Any, Any]] = [
+        ("name", ModelName, "srm_resnet50"),
+        ("recalibration", Optional[Literal[tuple(MODULES)]], None),  # type: ignore[misc]
+    ]
+    options = {**_module_option_types(), **_backbone_option_types()}
+    fields += [(option, Optional[kind], None) for option, kind in options.items()]
+    config = dataclasses.make_dataclass("BackboneConfig", fields, bases=(_BackboneConfigMethods,),
+                                        namespace={"__module__": __name__})
+    config.__doc__ = ("What network to build: a model name (any of recal.models.model_names(), or "
+                      "[<gate>_]wrn<depth>_<k>) plus recalibration and backbone options.")
+    return config
+
+
+BackboneConfig = _backbone_config()
 
 
 def reduced_channels(model: nn.Module) -> list[int]:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from recal.errors import InvalidOptionError
 from recal.layers.gate import ChannelGate
+from recal.models.parts import classifier_path
 
 __all__ = [
     "DomainRoute", "DomainSpecific", "domain", "gate_set_parameters", "make_domain_specific",
@@ -133,8 +134,9 @@ def make_domain_specific(model: nn.Module, num_domains: int) -> nn.Module:
     return model
 
 
-def make_domain_specific_heads(model: nn.Module, num_domains: int, head: str = "fc") -> nn.Module:
-    """Give ``model`` one classifier head per domain (its submodule ``head``), in place."""
+def make_domain_specific_heads(model: nn.Module, num_domains: int, head: str | None = None) -> nn.Module:
+    """Give ``model`` one classifier head per domain (its submodule ``head``; default its classifier), in place."""
+    head = head or classifier_path(model)
     if not isinstance(getattr(model, head, None), nn.Module):
         raise InvalidOptionError(f"{type(model).__name__} has no head submodule {head!r}")
     _wrap(model, head, num_domains)

@@ -1,30 +1,16 @@
 """The parts every backbone shares: conv helpers, the downsampling shortcut, the
 initialisation, the output-size arithmetic that sizes GE's global kernel, and the
-block context a gate factory receives.
+factory types a backbone takes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from torch import nn
 
-
-@dataclass(frozen=True)
-class BlockContext:
-    """What a gate factory may need to know about the block it is placed in.
-
-    ``channels``: the gated (residual output) channels; ``inner_channels``: the
-    width of the block's inner convolutions (CMPE-SE's m = inner / 16);
-    ``spatial_size``: the gated map's side at the backbone's ``input_size`` (GE's
-    global kernel); ``fold``: channels per row of CMPE-SE's folded image.
-    """
-
-    channels: int
-    inner_channels: int
-    spatial_size: int | None
-    fold: int = 16
+from recal.errors import InvalidOptionError
+from recal.layers.block_context import BlockContext
 
 
 class GateFactory(Protocol):
@@ -74,3 +60,27 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)) and m.weight is not None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def classifier_path(model: nn.Module) -> str:
+    """The submodule name of ``model``'s classifier (what ``get_classifier()`` returns; ``"fc"`` in recal)."""
+    if not callable(getattr(model, "get_classifier", None)):
+        raise InvalidOptionError(f"{type(model).__name__} has no get_classifier(); name its classifier submodule")
+    classifier = model.get_classifier()
+    return next(name for name, module in model.named_modules() if module is classifier)
+
+
+class Classifier:
+    """timm's classifier interface for a network whose head is the linear layer ``classifier_name``."""
+
+    classifier_name = "fc"
+
+    def get_classifier(self) -> nn.Linear:
+        """The network's classifier (its last layer)."""
+        return getattr(self, self.classifier_name)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a freshly initialised one with ``num_classes`` outputs."""
+        old = self.get_classifier()
+        setattr(self, self.classifier_name, nn.Linear(old.in_features, num_classes, device=old.weight.device,
+                                                      dtype=old.weight.dtype))

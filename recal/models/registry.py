@@ -1,47 +1,37 @@
-"""Names → constructors: recalibration modules, conv replacements and models.
+"""Names → networks: one entry per recalibration module and per architecture.
 
 Every name and option is checked here, once, with an error that lists what is
-valid — never discovered inside a constructor three calls deep. The typed mirror
-of these options for configs is :class:`recal.models.config.BackboneConfig`.
+valid — never discovered inside a constructor three calls deep. What a module lets a
+user set is declared by the module (``user_options``; what it takes from its block,
+by its ``from_block``); what a network family takes and its defaults, by its
+:class:`Family` entry. The typed config for YAML files (:mod:`recal.models.config`)
+is derived from the same declarations.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from torch import nn
 
 from recal.errors import InvalidOptionError
-from recal.models.parts import BlockContext, ConvFactory, GateFactory
-from recal.models.cifar import cifar_resnet, preact_resnet, wide_resnet
-from recal.layers.cmpe_se import CMPESE
-from recal.layers.eca import ECA
-from recal.layers.ge import GatherExcite
-from recal.layers.gate import ChannelGate
+from recal.layers import CMPESE, ECA, SE, SRM, ChannelGate, GatherExcite, SelectiveKernelConv, SplitAttentionConv
+from recal.layers.block_context import BlockContext
+from recal.models.cifar import CifarResNet, cifar_resnet, preact_resnet, wide_resnet
+from recal.models.parts import ConvFactory, GateFactory
 from recal.models.resnet import BasicBlock, Bottleneck, ResNet
-from recal.layers.se import SE
-from recal.layers.sk import SelectiveKernelConv
-from recal.layers.splat import SplitAttentionConv
-from recal.layers.srm import SRM
 
-GATES: dict[str, type[ChannelGate]] = {"se": SE, "srm": SRM, "ge": GatherExcite, "cmpe_se": CMPESE, "eca": ECA}
-CONVS: dict[str, type[nn.Module]] = {"sk": SelectiveKernelConv, "splat": SplitAttentionConv}
-RECALIBRATIONS = (*GATES, *CONVS)
+# ------------------------------------------------------------------------- modules
 
-# The options a user sets per module; block-dependent arguments (GE's spatial
-# size, CMPE-SE's maps and fold) come from the backbone, not from the user.
-USER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "se": ("reduction", "bias"),
-    "srm": ("pooling", "integration", "bn", "reduction"),
-    "ge": ("variant", "extent", "reduction"),
-    "cmpe_se": ("variant", "reduction"),
-    "eca": (),
-    "sk": ("reduction",),
-    "splat": ("reduction",),
+# the order of the typed config's fields follows this table
+MODULES: dict[str, type[nn.Module]] = {
+    "srm": SRM, "se": SE, "ge": GatherExcite, "cmpe_se": CMPESE, "eca": ECA,
+    "sk": SelectiveKernelConv, "splat": SplitAttentionConv,
 }
-BACKBONE_OPTIONS = ("stride_in_1x1", "input_size", "dropout")
+GATES = tuple(name for name, cls in MODULES.items() if issubclass(cls, ChannelGate))
+CONVS = tuple(name for name in MODULES if name not in GATES)
 
 
 def _choose(kind: str, name: str, valid: tuple[str, ...] | list[str]) -> None:
@@ -49,27 +39,26 @@ def _choose(kind: str, name: str, valid: tuple[str, ...] | list[str]) -> None:
         raise InvalidOptionError(f"unknown {kind} {name!r}; valid choices: {sorted(valid)}")
 
 
-def _check_options(name: str, options: dict[str, Any]) -> None:
-    positional = 1 if name in GATES else 4  # channels | in_ch, out_ch, stride, groups
-    accepted = list(inspect.signature((GATES | CONVS)[name]).parameters)[positional:]
+def _check_options(name: str, options: dict[str, Any], accepted: tuple[str, ...]) -> None:
     extra = [key for key in options if key not in accepted]
     if extra:
-        raise InvalidOptionError(f"recalibration {name!r} does not take option {extra[0]!r}; it takes {accepted}")
+        raise InvalidOptionError(f"recalibration {name!r} does not take option {extra[0]!r}; it takes {list(accepted)}")
 
 
 def create_recalibration(name: str, channels: int, **options: Any) -> ChannelGate:
     """Build gate module ``name`` (se, srm, ge, cmpe_se, eca) for ``channels`` channels.
 
-    ``options`` are the module's own keyword arguments (e.g. ``pooling``,
-    ``integration`` for srm; ``variant``, ``extent``, ``spatial_size`` for ge;
-    ``variant``, ``maps``, ``fold`` for cmpe_se). Unknown names or options raise
-    :class:`InvalidOptionError` listing the valid ones.
+    ``options`` are the module's own keyword arguments: what a user sets (e.g.
+    ``pooling``, ``integration`` for srm; ``variant``, ``extent`` for ge) and what a
+    block would tell it (``spatial_size`` for ge; ``maps``, ``row_width`` for cmpe_se).
+    Unknown names or options raise :class:`InvalidOptionError` listing the valid ones.
     """
     if name in CONVS:
         raise InvalidOptionError(f"{name!r} is a conv replacement, not a gate module: build it with create_conv")
     _choose("recalibration", name, list(GATES))
-    _check_options(name, options)
-    return GATES[name](channels, **options)
+    gate_class = MODULES[name]
+    _check_options(name, options, gate_class.user_options + gate_class.block_options)
+    return gate_class(channels, **options)
 
 
 def create_conv(name: str, in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, **options: Any) -> nn.Module:
@@ -77,31 +66,26 @@ def create_conv(name: str, in_ch: int, out_ch: int, stride: int = 1, groups: int
     if name in GATES:
         raise InvalidOptionError(f"{name!r} is a gate module, not a conv replacement: build it with create_recalibration")
     _choose("conv replacement", name, list(CONVS))
-    _check_options(name, options)
-    return CONVS[name](in_ch, out_ch, stride, groups, **options)
+    _check_options(name, options, MODULES[name].user_options)
+    return MODULES[name](in_ch, out_ch, stride, groups, **options)
 
 
 def gate_factory(name: str, **options: Any) -> GateFactory:
-    """A factory that places gate ``name`` in every block, given the block's context."""
+    """A factory that places gate ``name`` in every block; the module takes what it needs from the block."""
     _choose("recalibration", name, list(GATES))
-    for key in options:
-        if key not in USER_OPTIONS[name]:
-            raise InvalidOptionError(f"recalibration {name!r} does not take option {key!r}; it takes {list(USER_OPTIONS[name])}")
+    gate_class = MODULES[name]
+    _check_options(name, options, gate_class.user_options)
 
     def make(context: BlockContext) -> ChannelGate:
-        block_args: dict[str, Any] = {}
-        if name == "ge":
-            block_args["spatial_size"] = context.spatial_size
-        if name == "cmpe_se":
-            block_args["maps"] = max(context.inner_channels // 16, 1)
-            block_args["fold"] = context.fold
-        return create_recalibration(name, context.channels, **options, **block_args)
+        return gate_class.from_block(context, **options)
 
     return make
 
 
 def conv_factory(name: str, **options: Any) -> ConvFactory:
     """A factory that replaces each bottleneck's 3×3 with conv ``name``; checks compatibility."""
+    _choose("conv replacement", name, list(CONVS))
+    _check_options(name, options, MODULES[name].user_options)
 
     def make(in_ch: int, out_ch: int, stride: int, groups: int) -> nn.Module:
         if out_ch < 64 or out_ch % groups:
@@ -113,59 +97,124 @@ def conv_factory(name: str, **options: Any) -> ConvFactory:
     return make
 
 
-# ---------------------------------------------------------------------------- models
+# ------------------------------------------------------------------------- networks
 
-IMAGENET_ARCHS: dict[str, dict[str, Any]] = {
-    "resnet18": dict(block=BasicBlock, layers=[2, 2, 2, 2]),
-    "resnet34": dict(block=BasicBlock, layers=[3, 4, 6, 3]),
-    "resnet50": dict(block=Bottleneck, layers=[3, 4, 6, 3]),
-    "resnet101": dict(block=Bottleneck, layers=[3, 4, 23, 3]),
-    "resnet152": dict(block=Bottleneck, layers=[3, 8, 36, 3]),
-    "resnext50_32x4d": dict(block=Bottleneck, layers=[3, 4, 6, 3], groups=32, width_per_group=4),
+@dataclass(frozen=True)
+class Family:
+    """A family of networks: how to build one, what it takes beyond the modules, its defaults.
+
+    ``build(num_classes, make_gate, make_conv, input_size, **architecture, **options)``;
+    ``network`` is the class it returns (its ``classifier_name`` names the head);
+    ``options`` the backbone options it takes, typed by ``option_types``.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    network: type[nn.Module]
+    input_size: int
+    options: tuple[str, ...] = ()
+    option_types: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classifier(self) -> str:
+        return self.network.classifier_name
+
+
+def _build_resnet(num_classes, make_gate, make_conv, input_size, stride_in_1x1=None, **architecture) -> ResNet:
+    return ResNet(**architecture, num_classes=num_classes, stride_in_1x1=bool(stride_in_1x1), make_gate=make_gate,
+                  make_conv=make_conv, input_size=input_size)
+
+
+def _build_cifar(num_classes, make_gate, make_conv, input_size, depth) -> CifarResNet:
+    return cifar_resnet(depth, num_classes, make_gate, input_size)
+
+
+def _build_preact(num_classes, make_gate, make_conv, input_size, depth) -> CifarResNet:
+    return preact_resnet(depth, num_classes, make_gate, input_size)
+
+
+def _build_wide(num_classes, make_gate, make_conv, input_size, depth, widen_factor, dropout=None) -> CifarResNet:
+    return wide_resnet(depth, widen_factor, num_classes, make_gate, dropout or 0.0, input_size)
+
+
+RESNET = Family("resnet", _build_resnet, ResNet, 224, ("stride_in_1x1",), {"stride_in_1x1": bool})
+CIFAR_RESNET = Family("cifar_resnet", _build_cifar, CifarResNet, 32)
+PREACT_RESNET = Family("preact_resnet", _build_preact, CifarResNet, 32)
+WIDE_RESNET = Family("wide_resnet", _build_wide, CifarResNet, 32, ("dropout",), {"dropout": float})
+FAMILIES = (RESNET, CIFAR_RESNET, PREACT_RESNET, WIDE_RESNET)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named network of a family; ``recalibration`` fixed for compound models (SKNet, ResNeSt)."""
+
+    family: Family
+    arguments: dict[str, Any]
+    recalibration: str | None = None
+
+    def takes_conv(self) -> bool:
+        """Whether its bottlenecks have a 3×3 that SK or split attention can replace."""
+        return self.family is RESNET and self.arguments.get("block") is Bottleneck
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "resnet18": Architecture(RESNET, dict(block=BasicBlock, layers=[2, 2, 2, 2])),
+    "resnet34": Architecture(RESNET, dict(block=BasicBlock, layers=[3, 4, 6, 3])),
+    "resnet50": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3])),
+    "resnet101": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 23, 3])),
+    "resnet152": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 8, 36, 3])),
+    "resnext50_32x4d": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], groups=32, width_per_group=4)),
+    **{f"cifar_resnet{d}": Architecture(CIFAR_RESNET, dict(depth=d)) for d in (20, 32, 44, 56, 110)},
+    "preact_resnet164": Architecture(PREACT_RESNET, dict(depth=164)),
+    **{f"wrn{d}_{k}": Architecture(WIDE_RESNET, dict(depth=d, widen_factor=k))
+       for d, k in ((16, 4), (16, 8), (22, 10), (28, 10), (40, 4))},
+    "sknet50": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], groups=32, width_per_group=4), "sk"),
+    "resnest50": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], deep_stem=True, stem_width=32,
+                                           avg_down=True), "splat"),
 }
-CIFAR_ARCHS = ("cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "cifar_resnet110", "preact_resnet164")
-NAMED_WRNS = ("wrn16_4", "wrn16_8", "wrn22_10", "wrn28_10", "wrn40_4")
-# Models that are an architecture plus a fixed recalibration (and stem).
-COMPOUND_MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "sknet50": ("resnext50_32x4d", "sk", {}),
-    "resnest50": ("resnet50", "splat", dict(deep_stem=True, stem_width=32, avg_down=True)),
-}
-PREFIXES = ("cmpe_se", "srm", "se", "ge", "eca")
-_WRN = re.compile(r"wrn(\d+)_(\d+)$")
+_WRN = re.compile(r"wrn(\d+)_(\d+)$")  # any WRN-d-k, beyond the named ones
 
 
-def base_names() -> tuple[str, ...]:
-    """Architectures without a recalibration prefix."""
-    return (*IMAGENET_ARCHS, *CIFAR_ARCHS, *NAMED_WRNS)
+def architecture(name: str) -> Architecture | None:
+    """The entry of a name without a recalibration prefix, or None."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
+    match = _WRN.match(name)
+    return Architecture(WIDE_RESNET, dict(depth=int(match[1]), widen_factor=int(match[2]))) if match else None
 
 
 def model_names() -> tuple[str, ...]:
-    """Every model name the config accepts: bases, prefixed bases, compound models.
+    """Every named model: architectures, each gate's prefixed versions of them, compound models.
 
-    ``create_model`` accepts any ``wrn{depth}_{k}`` beyond the named ones.
+    ``create_model`` also accepts any ``wrn{depth}_{k}`` (and its prefixed versions).
     """
-    bases = base_names()
-    return (*bases, *(f"{p}_{b}" for p in PREFIXES for b in bases), *COMPOUND_MODELS)
+    plain = [name for name, entry in ARCHITECTURES.items() if entry.recalibration is None]
+    compound = [name for name, entry in ARCHITECTURES.items() if entry.recalibration is not None]
+    prefixes = ("cmpe_se", "srm", "se", "ge", "eca")  # the listing's order, older names first
+    return (*plain, *(f"{p}_{b}" for p in prefixes for b in plain), *compound)
 
 
 def parse_model_name(name: str) -> tuple[str, str | None]:
     """Split ``srm_resnet50`` into (``resnet50``, ``srm``); unknown names list the valid ones."""
-    for prefix in PREFIXES:
-        if name.startswith(prefix + "_") and _is_base(name[len(prefix) + 1:]):
-            return name[len(prefix) + 1:], prefix
-    if _is_base(name):
-        return name, None
+    entry = architecture(name)
+    if entry is not None:
+        return name, entry.recalibration
+    for prefix in sorted(GATES, key=len, reverse=True):  # cmpe_se before se
+        base = name[len(prefix) + 1:]
+        if name.startswith(prefix + "_") and (entry := architecture(base)) is not None and entry.recalibration is None:
+            return base, prefix
     raise InvalidOptionError(f"unknown model {name!r}; valid names: {sorted(model_names())} (and any wrn<depth>_<k>)")
-
-
-def _is_base(name: str) -> bool:
-    return name in IMAGENET_ARCHS or name in CIFAR_ARCHS or bool(_WRN.match(name))
 
 
 def _reject(arch: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
     for key, value in options.items():
         if value is not None and key not in allowed:
             raise InvalidOptionError(f"model {arch!r} does not take option {key!r}; it takes {list(allowed)}")
+
+
+def backbone_option_names() -> tuple[str, ...]:
+    """The options some network family takes (beyond ``input_size``), in declaration order."""
+    return tuple(dict.fromkeys(option for family in FAMILIES for option in family.options))
 
 
 def create_model(
@@ -191,50 +240,35 @@ def create_model(
     # every module divides channels by it: 0 would be a ZeroDivisionError deep in a constructor
     if reduction is not None and (isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1):
         raise InvalidOptionError(f"option 'reduction'={reduction!r}: expected a positive integer")
-    compound_stem: dict[str, Any] = {}
-    if name in COMPOUND_MODELS:
-        arch, prefix, compound_stem = COMPOUND_MODELS[name]
-    else:
-        arch, prefix = parse_model_name(name)
+    arch, prefix = parse_model_name(name)
+    entry = architecture(arch)
     if recalibration is not None and prefix is not None and recalibration != prefix:
         raise InvalidOptionError(f"model {name!r} already uses recalibration {prefix!r}; it cannot also take {recalibration!r}")
     recalibration = recalibration or prefix
     if recalibration is not None:
-        _choose("recalibration", recalibration, list(RECALIBRATIONS))
+        _choose("recalibration", recalibration, list(MODULES))
     elif module_options:
         raise InvalidOptionError(f"model {name!r} has no recalibration module, so option {next(iter(module_options))!r} does not apply")
-    if recalibration in CONVS:
-        make_gate, make_conv = None, _conv_for(arch, recalibration, module_options)
-    else:
-        make_gate = gate_factory(recalibration, **module_options) if recalibration else None
-        make_conv = None
-
-    if arch in IMAGENET_ARCHS:
-        _reject(arch, dict(dropout=dropout), ())
-        spec = IMAGENET_ARCHS[arch]
-        return ResNet(**spec, num_classes=num_classes, stride_in_1x1=bool(stride_in_1x1), make_gate=make_gate,
-                      make_conv=make_conv, input_size=input_size or 224, **compound_stem)
-    _reject(arch, dict(stride_in_1x1=stride_in_1x1), ())
-    size = input_size or 32
-    if arch == "preact_resnet164":
-        _reject(arch, dict(dropout=dropout), ())
-        return preact_resnet(164, num_classes, make_gate, size)
-    if arch.startswith("cifar_resnet"):
-        _reject(arch, dict(dropout=dropout), ())
-        return cifar_resnet(int(arch[len("cifar_resnet"):]), num_classes, make_gate, size)
-    depth, widen = map(int, _WRN.match(arch).groups())
-    return wide_resnet(depth, widen, num_classes, make_gate, dropout or 0.0, size)
+    make_gate = gate_factory(recalibration, **module_options) if recalibration in GATES else None
+    make_conv = _conv_for(arch, entry, recalibration, module_options) if recalibration in CONVS else None
+    options = dict(stride_in_1x1=stride_in_1x1, dropout=dropout)
+    family = entry.family
+    _reject(arch, options, family.options)
+    chosen = {key: value for key, value in options.items() if key in family.options and value is not None}
+    return family.build(num_classes, make_gate, make_conv, input_size or family.input_size, **entry.arguments, **chosen)
 
 
-def _conv_for(arch: str, name: str, options: dict[str, Any]) -> ConvFactory:
-    if arch not in IMAGENET_ARCHS or IMAGENET_ARCHS[arch]["block"] is not Bottleneck:
-        first_width = 16 if arch in CIFAR_ARCHS else 64
-        if _WRN.match(arch):
-            first_width = 16 * int(_WRN.match(arch).group(2))
+def _conv_for(arch: str, entry: Architecture, name: str, options: dict[str, Any]) -> ConvFactory:
+    if not entry.takes_conv():
+        first_width = 64 if entry.family is RESNET else 16 * entry.arguments.get("widen_factor", 1)
         raise InvalidOptionError(
             f"recalibration {name!r} replaces the 3×3 of bottleneck blocks with ≥ 64 channels; model {arch!r} "
             f"has no such block (its first stage is {first_width} channels wide); use it with "
-            f"{[a for a, s in IMAGENET_ARCHS.items() if s['block'] is Bottleneck]}"
+            f"{[a for a, e in ARCHITECTURES.items() if e.takes_conv() and e.recalibration is None]}"
         )
     return conv_factory(name, **options)
 
+
+def default_input_size(name: str) -> int:
+    """The input side model ``name`` is built for by default (224 ImageNet, 32 CIFAR)."""
+    return architecture(parse_model_name(name)[0]).family.input_size

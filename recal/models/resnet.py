@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from recal.layers.block_context import BlockContext
 from recal.layers.block_end import block_end
-from recal.models.parts import (BlockContext, ConvFactory, GateFactory, conv1x1, conv3x3, conv_out, init_weights,
+from recal.models.parts import (Classifier, ConvFactory, GateFactory, conv1x1, conv3x3, conv_out, init_weights,
                                 projection_shortcut)
 
 
@@ -108,7 +109,7 @@ def _deep_stem(width: int, out: int) -> nn.Sequential:
     )
 
 
-class ResNet(nn.Module):
+class ResNet(Classifier, nn.Module):
     """ResNet / ResNeXt with pluggable recalibration (gate) and 3×3 replacement (conv)."""
 
     fusible_pairs = (("conv1", "bn1"),)

@@ -31,7 +31,6 @@ from recal.tasks.classification import ClassificationTask, accuracy_metrics, tes
 __all__ = ["MultiDomainTask", "OFFICE_HOME_DOMAINS"]
 
 OFFICE_HOME_DOMAINS = ["Art", "Clipart", "Product", "Real_World"]
-HEAD = "fc"
 
 
 class MultiDomainTask(ClassificationTask):
@@ -75,7 +74,7 @@ class MultiDomainTask(ClassificationTask):
         if self.hparams.domain_specific_recalibration:
             make_domain_specific(model, count)
         if self.hparams.domain_heads:
-            make_domain_specific_heads(model, count, HEAD)
+            make_domain_specific_heads(model, count)
         return model
 
     def setup(self, stage: str) -> None:

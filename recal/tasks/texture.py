@@ -27,7 +27,6 @@ from recal.tasks.weights import load_backbone_weights
 
 __all__ = ["TextureTask", "multi_crop"]
 
-HEAD = "fc"  # the classifier of every recal backbone
 
 
 def multi_crop(x: Tensor, size: int, crops: int) -> Tensor:
@@ -70,7 +69,7 @@ class TextureTask(ClassificationTask):
         """The backbone with a ``num_classes`` head, initialised from ``weights`` when given."""
         model = super().build_model(backbone, num_classes)
         if self.hparams.get("weights"):
-            load_backbone_weights(model, self.hparams.weights, head=HEAD, model_name=backbone.name,
+            load_backbone_weights(model, self.hparams.weights, model_name=backbone.name,
                                   allow_missing_gates=self.hparams.allow_missing_gates)
         return model
 
@@ -85,7 +84,7 @@ class TextureTask(ClassificationTask):
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The classifier head's parameters (their own learning rate, ``head_lr``)."""
-        return list(getattr(self.model, HEAD).parameters())
+        return list(self.model.get_classifier().parameters())
 
     def split_head_groups(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Split each parameter group into backbone and head parts with their learning rates."""

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from recal.errors import CheckpointMismatchError
 from recal.layers.gate import ChannelGate
+from recal.models.parts import classifier_path
 from recal.tasks.state_dict_differences import state_dict_differences
 
 __all__ = ["load_backbone_weights", "read_state_dict"]
@@ -63,7 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 GATE_NOTE = " (recalibration modules; allow_missing_gates: true keeps their init)"
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path, head: str = "fc", model_name: str | None = None,
+def load_backbone_weights(model: nn.Module, path: str | Path, head: str | None = None, model_name: str | None = None,
                           allow_missing_gates: bool = False) -> list[str]:
     """Copy the weights in ``path`` into ``model``, except its head ``head``; return the keys left as initialised.
 
@@ -71,6 +72,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path, head: str = "fc", 
     from the file (other than gate keys under ``allow_missing_gates``), the file has keys the
     model lacks, or shapes differ.
     """
+    head = head or classifier_path(model)
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(head + ".")}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
     gates = tuple(name + "." for name, m in model.named_modules() if isinstance(m, ChannelGate))

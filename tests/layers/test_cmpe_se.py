@@ -52,7 +52,7 @@ def test_pair_image_stacks_residual_and_identity() -> None:
 @pytest.mark.parametrize("fold", [16, 10])
 def test_folded_image_alternates_residual_and_identity_rows(fold: int) -> None:
     c = 4 * fold
-    gate = CMPESE(c, variant="folded_3x3", fold=fold)
+    gate = CMPESE(c, variant="folded_3x3", row_width=fold)
     u, s = torch.arange(float(c))[None], 1000 + torch.arange(float(c))[None]
     image = gate.pseudo_image(u, s)
     assert image.shape == (1, 1, 2 * c // fold, fold)
@@ -85,7 +85,7 @@ def test_gate_formula(variant: str, randomize) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_gradcheck_float64(variant: str, randomize) -> None:
-    gate = randomize(CMPESE(8, variant=variant, maps=2, fold=4, reduction=2)).double().train()
+    gate = randomize(CMPESE(8, variant=variant, maps=2, row_width=4, reduction=2)).double().train()
     x = torch.randn(3, 8, 2, 2, dtype=torch.float64, requires_grad=True)
     sc = torch.randn(3, 8, 2, 2, dtype=torch.float64, requires_grad=True)
     # fast mode (random projections of the Jacobian): the full check costs seconds per variant here
@@ -128,7 +128,7 @@ def test_resnet164_maps_and_fold() -> None:
     gates = _gates(create_model("cmpe_se_preact_resnet164", 10))
     assert [g.maps for g in gates] == [1] * 18 + [2] * 18 + [4] * 18
     assert [g.channels for g in gates] == [64] * 18 + [128] * 18 + [256] * 18
-    assert {g.fold for g in gates} == {16}
+    assert {g.row_width for g in gates} == {16}
 
 
 def test_wrn28_10_maps_and_fold() -> None:

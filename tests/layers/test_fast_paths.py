@@ -31,7 +31,7 @@ MODULES = {
     "ge_theta_plus_2": lambda: create_recalibration("ge", C, variant="theta_plus", extent=2),
     "ge_theta_minus": lambda: create_recalibration("ge", C, variant="theta_minus"),
     "cmpe_se_pair_1x1": lambda: create_recalibration("cmpe_se", C, variant="pair_1x1", maps=2),
-    "cmpe_se_folded": lambda: create_recalibration("cmpe_se", C, variant="folded_3x3", maps=2, fold=8),
+    "cmpe_se_folded": lambda: create_recalibration("cmpe_se", C, variant="folded_3x3", maps=2, row_width=8),
     "eca": lambda: create_recalibration("eca", C),
     "sk": lambda: create_conv("sk", 64, 64, 1, 32),
     "splat": lambda: create_conv("splat", 64, 64, 2, 1),

@@ -26,11 +26,27 @@ def test_model_names_cover_the_spec() -> None:
 
 
 def test_every_listed_name_parses() -> None:
-    from recal.models.registry import COMPOUND_MODELS, parse_model_name
+    from recal.models.registry import parse_model_name
 
     for name in model_names():
-        if name not in COMPOUND_MODELS:
-            parse_model_name(name)
+        base, prefix = parse_model_name(name)
+        assert name in (base, f"{prefix}_{base}")
+
+
+def test_wrn_names_the_factory_accepts_pass_the_config() -> None:
+    from recal.models.config import BackboneConfig
+
+    assert BackboneConfig(name="se_wrn10_1").build(10).fc.in_features == 64
+    with pytest.raises(InvalidOptionError, match="'se_wrn10'"):
+        BackboneConfig(name="se_wrn10")
+
+
+def test_every_network_has_timms_classifier_interface() -> None:
+    for name in ("srm_resnet50", "cifar_resnet20", "preact_resnet164", "wrn16_4", "sknet50", "resnest50"):
+        model = create_model(name, 10)
+        assert model.get_classifier() is model.fc and model.fc.out_features == 10
+        model.reset_classifier(3)
+        assert model.get_classifier() is model.fc and model.fc.out_features == 3
 
 
 def test_any_wrn_depth_and_width_builds() -> None:

@@ -16,7 +16,6 @@ whole network (selective kernel, split attention, pre-activation and wide blocks
 from __future__ import annotations
 
 import csv
-import shutil
 import tempfile
 from pathlib import Path
 
