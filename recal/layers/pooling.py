@@ -1,16 +1,14 @@
 """Style pooling: per-channel statistics of a feature map over H×W.
 
-These are the "necks" of the recalibration modules: SRM pools mean and standard
-deviation (Lee et al., ICCV 2019), SE pools the mean only, and the pooling
-ablation of the SRM paper swaps in max pooling. A pooling is a set over
+This is the squeeze (SE's word) or style pooling (SRM's) of the recalibration
+modules: SRM pools mean and standard deviation (Lee et al., ICCV 2019), SE pools the
+mean only, and the pooling ablation of the SRM paper swaps in max pooling. A pooling is a set over
 ``{"avg", "std", "max"}`` kept in the canonical order avg, std, max so that a
 config written ``[std, avg]`` builds the same model as ``[avg, std]``.
 
-Numerics (as the official SRM code): std = sqrt(var + 1e-5) with the unbiased
-variance (divisor HW - 1). A 1×1 map has no unbiased variance (0/0); we define
-it as 0 there, so its std is sqrt(1e-5) rather than NaN. Statistics are always
-computed in float32 (or float64 for float64 inputs), also under autocast, because
-a bf16 variance of activations with large means loses every significant digit.
+Numerics (std = sqrt(var + 1e-5) with the unbiased variance, a 1×1 map's variance
+defined as 0, statistics in float32 also under autocast): see
+:mod:`recal.layers.kernels.moments`.
 """
 
 from __future__ import annotations

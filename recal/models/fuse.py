@@ -1,4 +1,4 @@
-"""Inference fusion: fold BatchNorm into convolutions and SRM's CFC + BN into one affine.
+"""Inference fusion: merge BatchNorm into convolutions and SRM's CFC + BN into one affine.
 
 In eval mode every BatchNorm is a fixed per-channel affine, so
 - a Conv → BN pair becomes one convolution with a bias
@@ -7,7 +7,7 @@ In eval mode every BatchNorm is a fixed per-channel affine, so
 - SRM's gate sigmoid(BN(Σ_k w_ck t_ck)) becomes sigmoid(Σ_k w'_ck t_ck + b'_c)
   with w'_ck = s_c w_ck, b'_c = β_c − μ_c s_c, s_c = γ_c / sqrt(σ²_c + ε):
   a :class:`FusedSRM` with the same pooling and ``channel_mask``.
-Pre-activation blocks (BN → ReLU → conv) have no conv before their BN to fold
+Pre-activation blocks (BN → ReLU → conv) have no conv before their BN to merge
 into; their BNs stay. Fused and unfused models agree to rounding (1e-10
 relative in float64, tested).
 """
@@ -26,12 +26,12 @@ from recal.layers.srm import SRM
 
 
 class FusedSRM(PooledGate):
-    """SRM in eval form: sigmoid(Σ_k w_ck t_ck + b_c) with BN folded into w and b."""
+    """SRM in eval form: sigmoid(Σ_k w_ck t_ck + b_c) with BN merged into w and b."""
 
     def __init__(self, srm: SRM) -> None:
         super().__init__(srm.channels)
         self.pooling = srm.pooling
-        weight, bias = fold_srm(srm)
+        weight, bias = fuse_srm(srm)
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = nn.Parameter(bias, requires_grad=False)
         self.channel_mask.copy_(srm.channel_mask)
@@ -40,10 +40,10 @@ class FusedSRM(PooledGate):
         return torch.sigmoid((t * self.weight.to(t.dtype)).sum(dim=2) + self.bias.to(t.dtype))
 
 
-def fold_srm(srm: SRM) -> tuple[Tensor, Tensor]:
-    """(C, d) weight and (C,) bias of SRM's CFC with its eval-mode BN folded in."""
+def fuse_srm(srm: SRM) -> tuple[Tensor, Tensor]:
+    """(C, d) weight and (C,) bias of SRM's CFC with its eval-mode BN merged in."""
     if srm.integration != "cfc":
-        raise ValueError("only SRM's CFC integration folds into an affine; the MLP integration has a ReLU")
+        raise ValueError("only SRM's CFC integration fuses into an affine; the MLP integration has a ReLU")
     weight = srm.cfc.weight.detach()
     if not isinstance(srm.bn, nn.BatchNorm1d):
         return weight.clone(), torch.zeros(srm.channels, dtype=weight.dtype, device=weight.device)
@@ -70,10 +70,10 @@ def _fuse_pairs(module: nn.Module) -> None:
 
 @torch.no_grad()
 def fuse(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with BN folded into convs and SRM into affine gates.
+    """An eval-mode copy of ``model`` with BN merged into convs and SRM into affine gates.
 
     The input model is left untouched. Works for every recal backbone; what
-    cannot fold (pre-activation BNs, SRM's MLP integration) is kept as is.
+    cannot be fused (pre-activation BNs, SRM's MLP integration) is kept as is.
     """
     fused = copy.deepcopy(model).eval()
     for name, module in list(fused.named_modules()):

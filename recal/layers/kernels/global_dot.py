@@ -34,7 +34,7 @@ class _GlobalDot(torch.autograd.Function):
 @fast_kernel
 def global_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """A depthwise convolution whose kernel covers the whole map, as the (N, C) dot products
-    it is: z_nc = Σ_hw x_nchw · w_chw + b_c (one fused reduction when compiled; CPU depthwise
+    it is: z_nc = Σ_hw x_nchw · w_chw + b_c (one reduction when compiled; CPU depthwise
     convolutions with 56×56 kernels are slow)."""
     weight = weight[:, 0].to(x.dtype)
     if is_readable():  # fvcore counts MACs from the traced einsum; a custom node would hide it
