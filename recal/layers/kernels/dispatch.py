@@ -1,7 +1,7 @@
 """When recal runs its compiled kernels, and how to turn them off.
 
-Compiled kernels pay a one-time compile (from a cold cache, ~22 s for all of an
-SRM-ResNet-50's kernels at its four stage shapes on our 2-core CPU; again for each
+Compiled kernels pay a one-time compile (tens of seconds from a cold cache for a
+ResNet-50's kernels at its four stage shapes, benchmarks/RESULTS.md; again for each
 new shape, e.g. the evaluation batch) to make every later step cheaper, so they are OFF by default and switched
 on for the runs that profit: ``set_kernels("compiled")``, the
 ``RECAL_KERNELS=compiled`` environment variable, or the task option
@@ -105,8 +105,8 @@ def fast_kernel(fn: F) -> F:
     """Make ``fn`` dispatch to ``torch.compile(fn)`` while compiled kernels are enabled.
 
     Compiled for static shapes (``dynamic=False``): inductor's dynamic-shape CPU
-    kernels for these reductions measured up to 6× slower (1.3 vs 0.22 ms for
-    the SRM statistics at 8×2048×7×7). A network shows each kernel a handful of
+    kernels for these reductions measured several times slower
+    (benchmarks/RESULTS.md). A network shows each kernel a handful of
     shapes (one per stage, and the evaluation batch), so dynamo's default limit of
     8 compiled versions per function is raised for recal's kernels alone, as each
     new shape arrives. The eager definition stays reachable as ``wrapper.eager``

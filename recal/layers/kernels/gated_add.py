@@ -9,9 +9,9 @@ and a copy kept for backward) and five backward (ReLU mask, the add's
 pass-through, ``g * scale``, ``g * x`` and its reduction). Written by hand, the
 forward is one ``addcmul`` and an in-place ReLU, and the backward is one masked
 pass for the identity's gradient, one multiply for ``x``'s, and one combined
-multiply-reduce for the scale's: 22 → 12.5 ms at 8×256×56×56 on our 2-core CPU
-(benchmarks/RESULTS.md). inductor's CPU kernel for the same backward measured
-4–7× slower than eager, which is why this is not a compiled kernel.
+multiply-reduce for the scale's: about half the time (benchmarks/RESULTS.md).
+inductor's CPU kernel for the same backward measured several times slower than
+eager, which is why this is not a compiled kernel.
 
 The readable reference is :func:`gated_add_reference`; the tests hold the
 two together to 1e-10 in float64 (outputs and every gradient).

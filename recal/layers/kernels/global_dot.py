@@ -12,8 +12,8 @@ class _GlobalDot(torch.autograd.Function):
     """z_nc = Σ_hw x_nchw · w_chw, with a backward whose input gradient is contiguous.
 
     Autograd's backward of the einsum hands back a (C, N)-permuted input gradient;
-    the block's BatchNorm backward then reads it strided, which cost ~5 ms per
-    block on our CPU (+77 ms on a GE-ResNet-50 train step). Here it is
+    the block's BatchNorm backward then reads it strided, a cost that showed in a
+    GE-ResNet-50 train step's profile (benchmarks/RESULTS.md). Here it is
     ``g_nc · w_chw`` written in x's own order.
     """
 

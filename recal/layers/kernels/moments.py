@@ -26,7 +26,7 @@ def mean_var(flat: Tensor) -> tuple[Tensor, Tensor]:
     mean = x₀ + Σd/L and var = (Σd² − (Σd)²/L) / (L − 1) in one pass. The shift
     keeps Σd² from cancelling when a row's mean is large against its spread (the
     textbook shifted-data algorithm). ``torch.var_mean``'s Welford pass measured
-    2.5× slower compiled and 3.5× slower eager on our CPU at 8×256×56×56.
+    slower, compiled and eager (benchmarks/RESULTS.md).
     """
     length = flat.shape[-1]
     shift = flat[..., :1]
