@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -157,3 +159,22 @@ def test_the_global_gather_hands_back_a_contiguous_input_gradient() -> None:
     y.register_hook(lambda g: seen.append(g.is_contiguous()))
     gate.gate(y).sum().backward()
     assert seen == [True]
+
+
+def test_the_global_dot_node_equals_the_readable_einsum() -> None:
+    from recal.layers.kernels import readable_mode
+    from recal.layers.kernels.global_dot import global_depthwise
+
+    x = torch.randn(3, 8, 5, 5, dtype=torch.float64)
+    weight, bias = torch.randn(8, 1, 5, 5, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    results = []
+    for readable in (False, True):
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        with readable_mode() if readable else contextlib.nullcontext():
+            z = global_depthwise(*leaves)
+        dot = type(z.grad_fn.next_functions[0][0]).__name__  # z = dot + bias
+        assert (dot == "_GlobalDotBackward") != readable
+        z.backward(torch.linspace(-1, 1, z.numel(), dtype=z.dtype).view_as(z))
+        results.append([z.detach()] + [t.grad for t in leaves])
+    for fast, reference in zip(*results):
+        torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12)
