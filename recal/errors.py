@@ -1,7 +1,7 @@
 """Errors a user can fix by changing a config, a path or a file.
 
 Everything raised as a :class:`UserError` is reported by ``cli.py`` and the
-``python -m recal.<tool>`` commands as one short message and a non-zero exit,
+``python -m recal.commands.<name>`` commands as one short message and a non-zero exit,
 without a traceback: the message itself must name the bad value and what was
 expected. Bugs stay ordinary exceptions and keep their tracebacks.
 """

@@ -10,7 +10,7 @@ Fabric's ``Optional[Union[float, int]]``. That happens where Trainer is defined 
 where jsonargparse wraps a None-default option in ``Optional[...]``; what is still cached
 then depends on everything imported before (``rich``, in the sweep and folds commands), so
 ``--trainer.limit_val_batches 1`` meant one batch under ``cli.py`` and all of them under
-``python -m recal.sweep``.
+``python -m recal.commands.sweep``.
 
 :func:`install` makes jsonargparse try int before float in every union, whichever order
 the union arrived in; the other subtypes keep their places.

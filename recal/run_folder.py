@@ -116,7 +116,7 @@ def latest_checkpoint(parent: Path, names: Iterable[str] = RESUMABLE) -> Path:
 def resume_arguments(run: Path) -> list[str]:
     """``--ckpt_path`` of an unfinished run's newest checkpoint; none for a folder not started yet.
 
-    For the commands that rerun their own runs (``recal.folds``, ``recal.sweep``).
+    For the commands that rerun their own runs (``recal.commands.folds``, ``recal.commands.sweep``).
     """
     if not holds_files(run):
         return []
@@ -202,8 +202,8 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ign
 def refuse_other_options(options_file: Path, options: Mapping[str, Any], what: str) -> None:
     """Raise :class:`InvalidOptionError` when ``options_file`` (a command's saved options) holds other ``options``.
 
-    ``recal.folds`` and ``recal.sweep`` keep their options beside their runs: the same ``--out``
-    with the same options resumes, other options would mix two experiments in one folder.
+    ``recal.commands.folds`` and ``recal.commands.sweep`` keep their options beside their runs: the
+    same ``--out`` with the same options resumes, other options would mix two experiments in one folder.
     """
     if not options_file.is_file():
         return

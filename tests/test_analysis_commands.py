@@ -1,7 +1,7 @@
 """The analysis commands end to end on tiny runs of the embedded default.
 
 One module-scoped sweep trains four tiny SRM runs (pooling avg / avg+std × seeds
-0, 1; two steps each, batch 8) and one SE run; the sweep, collect, prune and
+0, 1; two steps each, batch 8) and one SE run; the sweep, collect, pruning and
 gates commands then read what training wrote, and the tests check the numbers
 they print against the runs' own metrics.csv and against Lightning's validation.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from recal import gates, prune, sweep
+from recal.commands import gates, pruning, sweep
 from recal.analysis import plots
 from recal.analysis.tables import read_csv
 from recal.cli import create_cli
@@ -154,7 +154,7 @@ def test_prune_se_vs_srm(swept: tuple[Path, str], se_run: Path, tmp_path: Path,
 
     monkeypatch.setattr(plots, "save", spy)
     out = tmp_path / "prune"
-    assert prune.main([str(se_run), str(srm_run), "--fractions", "[0, 0.1, 0.5]", "--seeds", "[0, 1]",
+    assert pruning.main([str(se_run), str(srm_run), "--fractions", "[0, 0.1, 0.5]", "--seeds", "[0, 1]",
                        "--limit_batches", "2", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)
     rows = read_csv(out / "pruning.csv")
@@ -199,7 +199,7 @@ def test_gate_statistics(swept: tuple[Path, str], se_run: Path, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("command, args, message", [
-    (prune.main, ["/no/such/run"], "/no/such/run"),
+    (pruning.main, ["/no/such/run"], "/no/such/run"),
     (gates.main, ["/no/such/run"], "/no/such/run"),
     (sweep.main, ["--config", "quickstart.yaml"], "--key"),
     (sweep.main, ["--config", "quickstart.yaml", "--preset", "pooling", "--values", "[[avg], [avg]]"], "repeat"),
@@ -219,7 +219,7 @@ def test_collect_of_a_folder_without_runs_is_a_user_error(tmp_path: Path, capsys
 
 def test_python_dash_m_entry_point_prints_the_folder_last(swept: tuple[Path, str], tmp_path: Path) -> None:
     out = tmp_path / "collected"
-    result = subprocess.run([sys.executable, "-m", "recal.sweep", "--collect", str(swept[0]), "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "recal.commands.sweep", "--collect", str(swept[0]), "--out", str(out)],
                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
                             cwd=Path(__file__).resolve().parents[1], stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr

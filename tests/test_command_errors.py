@@ -1,4 +1,4 @@
-"""Bad input to the ``python -m recal.<tool>`` commands: one ``error:`` line, exit status 2, no traceback."""
+"""Bad input to the ``python -m recal.commands.<name>`` commands: one ``error:`` line, exit status 2, no traceback."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from recal import complexity, gates, prune, style_compare, sweep
+from recal.analysis.complexity import complexity_row
 from recal.analysis.runs import output_dir
-from recal.command import CommandParser
+from recal.commands import complexity, gates, pruning, style_compare, sweep
+from recal.commands.parser import CommandParser
 from recal.errors import InvalidOptionError
 from recal.paths import creatable_problem, ensure_creatable, make_folder
 from tests.error_lines import the_error_line
@@ -41,11 +42,11 @@ def test_complexity_rejects_a_non_positive_size_or_class_count(option: str, valu
 
 def test_complexity_row_raises_for_input_size_zero_instead_of_using_224() -> None:
     with pytest.raises(InvalidOptionError, match=r"--input_size 0: expected a positive integer"):
-        complexity.complexity_row("cifar_resnet20", input_size=0)
+        complexity_row("cifar_resnet20", input_size=0)
 
 
 def test_complexity_exits_2_without_traceback_from_the_shell(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "recal.complexity", "--input_size", "-5", "--out", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "recal.commands.complexity", "--input_size", "-5", "--out", str(tmp_path / "o")],
                             cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 2
@@ -56,10 +57,10 @@ def test_complexity_exits_2_without_traceback_from_the_shell(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("main, args, names", [
-    (prune.main, ["run", "--bogus", "1"], ["--bogus"]),
-    (prune.main, ["run", "--limit_batches", "abc"], ["--limit_batches", "abc", "int"]),
-    (prune.main, ["run", "--which", "worst"], ["--which", "worst", "best"]),
-    (prune.main, [], ["checkpoints"]),
+    (pruning.main, ["run", "--bogus", "1"], ["--bogus"]),
+    (pruning.main, ["run", "--limit_batches", "abc"], ["--limit_batches", "abc", "int"]),
+    (pruning.main, ["run", "--which", "worst"], ["--which", "worst", "best"]),
+    (pruning.main, [], ["checkpoints"]),
     (complexity.main, ["--nope"], ["--nope"]),
     (complexity.main, ["--input_size", "big"], ["--input_size", "big", "int"]),
     (complexity.main, ["--layout", "v2"], ["--layout", "v2", "as_built"]),
@@ -73,12 +74,12 @@ def test_argument_errors_are_one_line_and_a_hint(main, args: list[str], names: l
     stderr = parse_error(main, args, capsys)
     the_error_line(stderr, *names)
     tool = main.__module__.split(".")[-1]
-    assert f"(run `python -m recal.{tool} --help` for the options)" in stderr
+    assert f"(run `python -m recal.commands.{tool} --help` for the options)" in stderr
     assert "usage:" not in stderr  # not the whole usage text
 
 
 def test_command_parser_names_a_missing_required_option(capsys: pytest.CaptureFixture) -> None:
-    parser = CommandParser(prog="python -m recal.folds")
+    parser = CommandParser(prog="python -m recal.commands.folds")
     parser.add_argument("--config", type=str, required=True)
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args([])
@@ -87,7 +88,7 @@ def test_command_parser_names_a_missing_required_option(capsys: pytest.CaptureFi
 
 
 def test_command_parser_still_raises_when_asked_not_to_exit() -> None:
-    parser = CommandParser(prog="python -m recal.x", exit_on_error=False)
+    parser = CommandParser(prog="python -m recal.commands.x", exit_on_error=False)
     parser.add_argument("--n", type=int, default=1)
     with pytest.raises(Exception, match="n"):
         parser.parse_args(["--n", "abc"])

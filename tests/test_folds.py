@@ -1,4 +1,4 @@
-"""``python -m recal.folds`` on a DTD fixture: k rows plus mean ± std, per split runs, bad splits."""
+"""``python -m recal.commands.folds`` on a DTD fixture: k rows plus mean ± std, per split runs, bad splits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recal.folds import main, mean_std
+from recal.commands.folds import main
 from tests.fixtures import write_dtd
 
 TINY = ["--data.init_args.root", None, "--data.init_args.num_classes", "3", "--data.init_args.batch_size", "2",
@@ -118,6 +118,3 @@ def test_a_config_without_folds_is_named(tmp_path, capsys):
     line = capsys.readouterr().err
     assert "quickstart.yaml" in line and "dtd/srm_r50_dtd.yaml" in line
 
-
-def test_mean_std_of_one_value_has_zero_spread():
-    assert mean_std([0.5]) == (0.5, 0.0)

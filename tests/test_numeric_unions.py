@@ -8,8 +8,8 @@ from typing import Iterator, Optional, Union
 import pytest
 from jsonargparse import ArgumentParser
 
-import recal.folds  # noqa: F401  (imported first, as python -m recal.folds does)
-import recal.sweep  # noqa: F401
+import recal.commands.folds  # noqa: F401  (imported first, as python -m recal.commands.folds does)
+import recal.commands.sweep  # noqa: F401
 from recal.cli import create_cli
 from recal.numeric_unions import int_before_float, int_first
 

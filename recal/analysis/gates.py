@@ -9,20 +9,24 @@ histogram over [0, 1] (distributions and quantiles to 0.001), the per-channel
 mean (what pruning ranks by) and, for the last stage, the per-class mean gate
 of every channel (the SE paper's analysis of what the excitation learns).
 SK and split attention replace a convolution and have no channel gate: they are
-reported as not applicable.
+reported as not applicable. :func:`gate_statistics` records every checkpoint given
+and writes, per checkpoint, distributions, channel means and per-class heatmaps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import Progress
 from torch import Tensor, nn
 
+from recal.analysis.runs import load_run, resolve_device, unique_labels
+from recal.analysis.validation import evaluate
 from recal.layers.gate import ChannelGate
 from recal.layers.sk import SelectiveKernelConv
 from recal.layers.splat import SplitAttentionConv
@@ -145,23 +149,6 @@ class GateRecorder:
         return means
 
 
-def val_batches(datamodule: Any, limit_batches: Optional[int] = None) -> tuple[Any, int]:
-    """The first validation loader of ``datamodule`` and how many of its batches to use."""
-    datamodule.setup("validate")
-    loader = datamodule.val_dataloader()
-    loader = loader[0] if isinstance(loader, (list, tuple)) else loader
-    total = len(loader) if limit_batches is None else min(len(loader), limit_batches)
-    return loader, total
-
-
-def iterate(loader: Any, total: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
-    """``(x, y)`` of the first ``total`` batches, on ``device``."""
-    for i, batch in enumerate(loader):
-        if i >= total:
-            break
-        yield batch[0].to(device), batch[1].to(device)
-
-
 def class_names(datamodule: Any, num_classes: int) -> list[str]:
     """The dataset's class names when it exposes them (``classes``), else ``0 … K−1``."""
     node = getattr(datamodule, "val_sets", None)
@@ -206,3 +193,43 @@ def write_gate_outputs(recorder: GateRecorder, names: Sequence[str], classes: Se
         plots.class_heatmaps(ordered, list(classes), f"mean gate per class, last stage — {title}",
                              folder / "per_class_gates.png")
     return rows
+
+
+def gate_statistics(checkpoints: Sequence[str], out: Path, config: Optional[str] = None, which: str = "best",
+                    limit_batches: Optional[int] = None, device: str = "auto") -> list[dict[str, Any]]:
+    """Record the gates of every checkpoint over its validation set; write its outputs and ``summary.md``.
+
+    Per checkpoint (a ``.ckpt`` or a run folder; model and data from the run's config.yaml,
+    or ``config``), under ``<out>/<model>/``: ``gate_distributions.{csv,md,png,pdf}``,
+    ``channel_means.csv`` and, for the blocks of the last stage, ``per_class_<block>.csv``
+    and ``per_class_gates.{png,pdf}``. A model without a channel gate is listed in
+    ``summary.md`` as not applicable.
+    """
+    from recal.analysis import tables
+    from recal.analysis.sweep import folder_name
+
+    console = Console(stderr=True)
+    summary: list[dict[str, Any]] = []
+    with Progress(console=console, transient=True) as progress:
+        runs = [load_run(path, config, which) for path in checkpoints]
+        labels = unique_labels([r.label for r in runs], [r.checkpoint for r in runs])
+        for run, label in zip(runs, labels):
+            reason = not_applicable_reason(run.task)
+            row = {"model": label, "checkpoint": str(run.checkpoint)}
+            if reason:
+                console.print(f"{label}: {reason}")
+                summary.append({**row, "gated blocks": 0, "status": reason, "folder": None})
+                continue
+            blocks = gated_blocks(run.task)
+            names = list(blocks)
+            recorder = GateRecorder(blocks, run.task.hparams.num_classes, last_stage(names))
+            metrics = evaluate(run.task, run.datamodule, resolve_device(device), limit_batches, recorder, progress,
+                               f"{label}: recording gates")
+            folder = out / folder_name(label)
+            write_gate_outputs(recorder, names, class_names(run.datamodule, run.task.hparams.num_classes), label, folder)
+            summary.append({**row, "gated blocks": len(names), "status": f"ok (val top-1 {100 * metrics['acc1']:.2f} %)",
+                            "folder": folder.name})
+    tables.write_markdown(summary, out / "summary.md", "Gate statistics",
+                          "One folder per checkpoint: gate_distributions.* (all blocks), per_class_gates.* and "
+                          "per_class_<block>.csv (last stage), channel_means.csv.")
+    return summary

@@ -26,9 +26,8 @@ import yaml
 
 from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError
 from recal.paths import make_folder
+from recal.run_folder import CHECKPOINTS, CONFIG_FILE, METRICS_FILE
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.csv"
 # Arguments of Trainer.fit that LightningCLI saves beside the config; the
 # subcommand-less parser used to rebuild a run does not take them.
 FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
@@ -115,14 +114,19 @@ def final_metrics(run: Path, keys: Sequence[str]) -> dict[str, float]:
 
 
 def checkpoint_file(path: str | Path, which: str = "best") -> Path:
-    """``path`` if it is a file, else ``checkpoints/<which>.ckpt`` (then ``last.ckpt``) of a run folder."""
+    """``path`` if it is a file, else ``<which>.ckpt`` (then ``last.ckpt``) of a run folder.
+
+    A folder is a run folder (its ``checkpoints/`` is searched) or a ``checkpoints/``
+    folder itself.
+    """
     path = Path(path)
+    names = [f"{name}.ckpt" for name in dict.fromkeys((which, "last"))]
     if path.is_dir():
-        for name in dict.fromkeys((which, "last")):
-            candidate = path / "checkpoints" / f"{name}.ckpt"
-            if candidate.is_file():
-                return candidate
-        raise DatasetNotFoundError(f"run folder {path} holds no checkpoints/{which}.ckpt or last.ckpt")
+        for folder in (path / CHECKPOINTS, path):
+            for name in names:
+                if (folder / name).is_file():
+                    return folder / name
+        raise DatasetNotFoundError(f"run folder {path} holds no {CHECKPOINTS}/{' or '.join(names)}; give a .ckpt file")
     if not path.is_file():
         raise DatasetNotFoundError(f"checkpoint {path} does not exist")
     return path
@@ -145,11 +149,12 @@ class LoadedRun:
         return str(backbone["name"] if isinstance(backbone, dict) else getattr(backbone, "name", "model"))
 
 
-def build_from_config(config_path: Path) -> Any:
+def build_from_config(config_path: Path, overrides: Sequence[str] = ()) -> Any:
     """Instantiate task, datamodule (and an inert trainer) from a config as ``cli.py`` would.
 
     A saved run config also holds ``fit``'s own arguments (``ckpt_path``), which
     the subcommand-less parser rejects: they are dropped from a temporary copy.
+    ``overrides`` are command-line arguments applied after the config (``--model.init_args.x y``).
     """
     from recal.cli import create_cli
 
@@ -165,7 +170,7 @@ def build_from_config(config_path: Path) -> Any:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             try:
-                return create_cli(["--config", str(source), *SAFE_TRAINER], run=False)
+                return create_cli(["--config", str(source), *overrides, *SAFE_TRAINER], run=False)
             except SystemExit as exc:  # the parser already printed a one-line error
                 raise InvalidOptionError(f"cannot rebuild the run from {config_path} (see the error above)") from exc
 

@@ -7,6 +7,8 @@ below a root, reads the variant's value from the run's saved ``config.yaml``
 (never from the folder name, so runs launched elsewhere — multi-GPU jobs — are
 collected the same way) and the final metrics from its ``metrics.csv``, and
 writes one row per variant: mean ± sample std (n − 1) over seeds.
+:func:`train_and_tabulate` and :func:`collect_and_tabulate` do either and write
+``table.{csv,md}``, ``runs.csv`` and ``chart.{png,pdf}`` into one output folder.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
+from rich.console import Console
 
-from recal.analysis.runs import config_value, final_metrics, find_runs, read_config
-from recal.run_folder import refuse_other_options, resume_arguments
+from recal.analysis.runs import config_value, final_metrics, find_runs, output_dir, read_config
+from recal.analysis.tables import fmt_mean_std, mean_std
+from recal.config_paths import resolve_config
 from recal.errors import InvalidOptionError, UserError
+from recal.run_folder import refuse_other_options, resume_arguments
 
 SWEEP_FILE = "sweep.yaml"
 DONE_FILE = "finished_runs.txt"
@@ -184,8 +189,6 @@ def collect(root: Path, key: Optional[str] = None, values: Optional[Sequence[Any
     sweep's ``sweep.yaml`` when ``root`` is (inside) a sweep folder; variants
     not in ``values`` follow in sorted order.
     """
-    from recal.analysis.tables import mean_std
-
     root = Path(root)
     plan = read_plan(root) or {}
     key = key or plan.get("key")
@@ -222,8 +225,6 @@ def is_accuracy(metric: str) -> bool:
 
 def _shown(row: dict[str, Any], key: str, metrics: Sequence[str]) -> dict[str, Any]:
     """A variant row formatted for Markdown: accuracies in % (2 decimals), others to 4 decimals."""
-    from recal.analysis.tables import fmt_mean_std
-
     shown = {"variant": row["variant"], key: row[key], "runs": row["runs"]}
     for m in metrics:
         percent = is_accuracy(m)
@@ -251,3 +252,48 @@ def write_outputs(table: SweepTable, folder: Path, title: str) -> list[Path]:
                                    metric + (" (%)" if scale == 100 else ""), title, folder / "chart.png",
                                    ceiling=100.0 if scale == 100 else None))
     return written
+
+
+def plan_from_options(config: Optional[str], preset: Optional[str], key: Optional[str], values: Optional[Sequence[Any]],
+                      seeds: Sequence[int], overrides: Mapping[str, Any], metrics: Optional[Sequence[str]],
+                      extra: Sequence[str] = ()) -> SweepPlan:
+    """The sweep a command line asks for: ``preset``'s key and values unless ``key`` / ``values`` are given.
+
+    ``overrides`` are config keys set in every run; ``extra`` are further ``cli.py`` arguments.
+    """
+    preset_key, preset_values = PRESETS[preset] if preset else (None, None)
+    key, values = key or preset_key, values if values is not None else preset_values
+    if not config or not key or not values:
+        raise InvalidOptionError("a sweep needs --config, and --key with --values (or --preset); "
+                                 "use --collect DIR to tabulate existing runs")
+    arguments = [arg for k, v in overrides.items() for arg in (f"--{k}", cli_value(v))] + list(extra)
+    return SweepPlan(resolve_config(config), key, list(values), list(seeds), arguments, list(metrics or METRICS))
+
+
+def train_and_tabulate(plan: SweepPlan, out: Optional[str] = None, launcher: str = "inprocess") -> Path:
+    """Train every run of ``plan`` in ``out`` (default ``runs/sweep/<timestamp>``), then collect and write its tables.
+
+    ``launcher`` is ``inprocess`` (fast) or ``subprocess`` (one ``python cli.py`` per run, for DDP).
+    """
+    console = Console(stderr=True)
+    folder = output_dir("sweep", out)
+    launch = launch_inprocess if launcher == "inprocess" else launch_subprocess
+    run_sweep(plan, folder, launch, say=lambda text: console.print(text, style="bold", highlight=False, soft_wrap=True))
+    table = collect(folder)
+    write_outputs(table, folder, _title(plan.config, table.key))
+    return folder
+
+
+def collect_and_tabulate(root: str | Path, key: Optional[str] = None, values: Optional[Sequence[Any]] = None,
+                         metrics: Optional[Sequence[str]] = None, out: Optional[str] = None) -> Path:
+    """Tabulate the run folders under ``root`` (see :func:`collect`) into ``out``, without training."""
+    root = Path(root)
+    table = collect(root, key, values, metrics)
+    plan = read_plan(root) or {}
+    folder = output_dir("sweep", out)
+    write_outputs(table, folder, _title(plan.get("config"), table.key))
+    return folder
+
+
+def _title(config: Optional[str], key: str) -> str:
+    return f"{Path(config).stem}: {key}" if config else key

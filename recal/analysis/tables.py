@@ -63,7 +63,11 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n − 1); NaN std for fewer than two values."""
+    """Mean and sample standard deviation (n − 1) of the values that are not None or NaN.
+
+    With one value there is no sample standard deviation: it is NaN, which the tables show
+    as an empty CSV cell and "—" in Markdown (and a mean of no values is NaN too).
+    """
     array = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if array.size == 0:
         return math.nan, math.nan
@@ -73,10 +77,13 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
 
 def fmt_mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
     """``"93.12 ± 0.41"`` (``scale=100`` for accuracies); no ``±`` part when std is NaN."""
-    if math.isnan(mean):
-        return "—"
-    text = f"{mean * scale:.{digits}f}"
-    return text if math.isnan(std) else f"{text} ± {std * scale:.{digits}f}"
+    text = fmt_number(mean, scale, digits)
+    return text if math.isnan(mean) or math.isnan(std) else f"{text} ± {fmt_number(std, scale, digits)}"
+
+
+def fmt_number(value: float, scale: float = 1.0, digits: int = 2) -> str:
+    """``value × scale`` to ``digits`` decimals; "—" for a statistic that does not exist (NaN)."""
+    return "—" if math.isnan(value) else f"{value * scale:.{digits}f}"
 
 
 def fmt_int(value: int | None) -> str:

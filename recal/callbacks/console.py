@@ -2,7 +2,7 @@
 
 Dropped: the progress bar's ``v_num`` (the run folder is printed at the start and the end of
 every run instead), the summary's FLOPs column and "Total FLOPs: 0" (Lightning counts FLOPs
-only with an example input; ``python -m recal.complexity`` counts multiply-adds), the
+only with an example input; ``python -m recal.commands.complexity`` counts multiply-adds), the
 litlogger advertisement, and warnings that repeat on every run without pointing at anything
 in the user's config.
 """
@@ -86,7 +86,7 @@ class RunModelSummary(RichModelSummary):
         frozen = total_parameters - trainable_parameters
         console.print(f"[bold]Trainable params[/]: {get_human_readable_count(int(trainable_parameters))}   "
                       f"[bold]Non-trainable params[/]: {get_human_readable_count(int(frozen))}   "
-                      f"[bold]Size[/]: {model_size:.1f} MB   (multiply-adds: python -m recal.complexity)")
+                      f"[bold]Size[/]: {model_size:.1f} MB   (multiply-adds: python -m recal.commands.complexity)")
 
 
 class RunFolderNotice(L.Callback):

@@ -10,7 +10,7 @@ protocols:
 - ``kfold``: stratified k-fold (default 5, seeded; scikit-learn ``StratifiedKFold``) over
   every image under ``images/``; fold i is the test set, the other k − 1 folds train. There
   is no separate validation set: validation runs on fold i too (report the last epoch, not
-  the best, as ``python -m recal.folds`` does, so that no choice is made on the test fold).
+  the best, as ``python -m recal.commands.folds`` does, so that no choice is made on the test fold).
 """
 
 from __future__ import annotations

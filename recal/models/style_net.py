@@ -233,7 +233,7 @@ def random_vgg16_features(seed: int = 0) -> VGG16Features:
     """A randomly initialised VGG-16 loss network, seeded (tests and demos only).
 
     The seed makes the same random network come back in a later process (e.g.
-    ``python -m recal.style_compare`` scoring a demo run) without touching the
+    ``python -m recal.commands.style_compare`` scoring a demo run) without touching the
     global RNG.
     """
     with torch.random.fork_rng(devices=[]):

@@ -9,7 +9,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from recal.analysis.gates import GateRecorder, gated_blocks
-from recal.analysis.pruning import FRACTIONS, evaluate, lowest_gate_masks, masked, prune_curves, pruned_count, random_masks
+from recal.analysis.pruning import FRACTIONS, lowest_gate_masks, masked, prune_curves, pruned_count, random_masks
+from recal.analysis.validation import evaluate
 from recal.models import BackboneConfig
 from recal.tasks.classification import ClassificationTask
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recal.analysis import tables
+from recal.analysis import folds, runs, style_compare, sweep, tables
 from recal.analysis.runs import checkpoint_file, config_value, final_metrics, find_runs, output_dir, unique_labels
 from recal.analysis.sweep import SweepPlan, cli_value, collect, display_value, run_arguments, variant_label
-from recal.errors import DatasetNotFoundError, InvalidOptionError
+from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError
 
 CONFIG = {"seed_everything": 3, "model": {"class_path": "recal.tasks.ClassificationTask",
                                           "init_args": {"backbone": {"name": "srm_cifar_resnet20", "pooling": ["avg", "max"]}}}}
@@ -94,3 +94,39 @@ def test_unique_labels_name_the_run_when_models_repeat() -> None:
     paths = [Path("a/srm/version_0/checkpoints/best.ckpt"), Path("a/srm/version_1/checkpoints/best.ckpt"),
              Path("b/se/version_0/checkpoints/best.ckpt")]
     assert unique_labels(["srm", "srm", "se"], paths) == ["srm (srm/version_0)", "srm (srm/version_1)", "se"]
+
+
+def test_one_mean_std_serves_folds_and_sweeps_and_one_value_has_no_std(tmp_path: Path) -> None:
+    assert folds.mean_std is sweep.mean_std is tables.mean_std
+    mean, std = tables.mean_std([0.5])
+    assert mean == 0.5 and math.isnan(std)  # one value: no sample standard deviation
+    folds.write_results(tmp_path, [folds.FoldResult("fold_0", 0.5)], "one split")
+    assert tables.read_csv(tmp_path / "results.csv")[-2:] == [{"split": "mean", "test/acc1": "0.500000"},
+                                                              {"split": "std", "test/acc1": ""}]
+    assert "| mean ± std | 50.00 ± — |" in (tmp_path / "results.md").read_text()
+    _fake_run(tmp_path / "runs" / "job" / "version_0", CONFIG, ["0,4,0.5,1.0"])
+    table = collect(tmp_path / "runs", key="model.backbone.pooling", metrics=["val/acc1"])
+    sweep.write_outputs(table, tmp_path, "one seed")
+    assert tables.read_csv(tmp_path / "table.csv")[0]["val/acc1 std"] == ""
+    assert "| avg+max | [avg, max] | 1 | 50.00 |" in (tmp_path / "table.md").read_text()  # no "± nan"
+
+
+def test_one_checkpoint_file_serves_the_analyses_and_style_compare(tmp_path: Path) -> None:
+    assert style_compare.checkpoint_file is runs.checkpoint_file
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"not a checkpoint")
+    assert checkpoint_file(run) == checkpoint_file(run, "last") == checkpoint_file(run / "checkpoints") == last
+    best = run / "checkpoints" / "best.ckpt"
+    best.write_bytes(b"not a checkpoint")
+    assert checkpoint_file(run) == best and checkpoint_file(run, "last") == last
+    # style_compare reads a run folder's last.ckpt through it, the analyses its best.ckpt
+    with pytest.raises(CheckpointMismatchError, match=f"cannot read checkpoint {last}"):
+        style_compare.load_variant(run)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError, match=f"run folder {empty} holds no checkpoints/last.ckpt; give a .ckpt"):
+        style_compare.load_variant(empty)
+    with pytest.raises(DatasetNotFoundError, match=f"run folder {empty} holds no checkpoints/best.ckpt or last.ckpt"):
+        runs.load_run(empty)

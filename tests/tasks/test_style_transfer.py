@@ -2,7 +2,7 @@
 
 What the task must do: each of IN, BN, BN+SE, BN+SRM trains 30 steps on the embedded demo and
 the mean loss of its last 5 steps is below 0.9 × its first 5; ``predict`` writes one image per
-input with the input's size (odd sizes included); ``python -m recal.style_compare`` makes the
+input with the input's size (odd sizes included); ``python -m recal.commands.style_compare`` makes the
 figure and the table from the four checkpoints; a missing style image, an image-less content
 folder and a wrongly shaped VGG file each end in a short message naming the path (exit 2).
 
@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from recal import style_compare
+from recal.commands import style_compare
 from recal.cli import main
 from recal.models.style_net import NORMS, random_vgg16_features
 from recal.tasks.style_transfer import StyleTransferTask, perceptual_losses

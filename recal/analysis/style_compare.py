@@ -1,10 +1,10 @@
-"""``python -m recal.style_compare``: the SRM paper's style-transfer figure and a loss table.
+"""The SRM paper's style-transfer figure and a loss table, from one checkpoint per variant.
 
 Lee, Kim & Nam (SRM, ICCV 2019) compare feed-forward stylisation networks
 (Johnson et al., ECCV 2016) normalised with BN, BN+SE, BN+SRM and IN in one
 figure: Style | Content | BN | BN+SE | BN+SRM | IN, one row per content image.
 Given the checkpoints of those runs (``python cli.py fit --config
-configs/style_transfer/<norm>.yaml``), this writes under ``--out``:
+configs/style_transfer/<norm>.yaml``), :func:`compare` writes into its output folder:
 
 - ``figure.png`` / ``figure.pdf``: that figure (columns in the paper's order,
   for the variants given);
@@ -15,33 +15,32 @@ configs/style_transfer/<norm>.yaml``), this writes under ``--out``:
 
 Content and style come from the first checkpoint's data settings (its
 validation images and style image, e.g. the embedded demo) unless
-``--content_dir`` / ``--style_image`` say otherwise.
-
-    python -m recal.style_compare runs/style_transfer/{bn,bn_se,bn_srm,in}/version_0/checkpoints/last.ckpt
+``content_dir`` / ``style_image`` say otherwise; the caller names the datamodule class
+that reads them (the command passes :class:`recal.data.content_images.ContentImagesDataModule`),
+so that the analysis itself imports no dataset.
 """
 
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
-from jsonargparse import ActionConfigFile
 from rich.progress import Progress
 from torch import Tensor
 
-from recal.data.content_images import ContentImagesDataModule
-from recal.command import CommandParser, finish_command, parse_command
-from recal.errors import CheckpointMismatchError, DatasetNotFoundError, InvalidOptionError
+from recal.analysis.runs import checkpoint_file
+from recal.errors import CheckpointMismatchError, InvalidOptionError
 from recal.models.style_net import NORM_TITLES, PAPER_ORDER, STYLE_LAYERS, TransformerNet, gram_matrix, stylize
 from recal.paths import ensure_creatable, make_folder
 from recal.tasks.style_transfer import build_loss_network, perceptual_losses
 
-__all__ = ["Variant", "compare", "load_variant", "main"]
+# Builds the figure's data from keyword arguments (content_dir, style_image, val_dir, image_size,
+# val_images, …): eval_list(), eval_transform() and style_image() give the images.
+DataModuleClass = Callable[..., Any]
 
 
 @dataclass
@@ -55,19 +54,6 @@ class Variant:
     data_hparams: dict[str, Any]
     step: int
     train_losses: dict[str, float] = field(default_factory=dict)
-
-
-def checkpoint_file(path: str | Path) -> Path:
-    """``path`` itself, or ``checkpoints/last.ckpt`` / ``last.ckpt`` inside a run folder."""
-    path = Path(path)
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
-            if candidate.is_file():
-                return candidate
-        raise DatasetNotFoundError(f"run folder {path} holds no checkpoints/last.ckpt; give a .ckpt file")
-    if not path.is_file():
-        raise DatasetNotFoundError(f"checkpoint {path} does not exist")
-    return path
 
 
 def last_logged_losses(ckpt: Path) -> dict[str, float]:
@@ -85,7 +71,7 @@ def last_logged_losses(ckpt: Path) -> dict[str, float]:
 
 def load_variant(path: str | Path) -> Variant:
     """Rebuild the transformer of a StyleTransferTask checkpoint (no loss network needed)."""
-    path = checkpoint_file(path)
+    path = checkpoint_file(path, "last")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # several exception types for a file that is not a checkpoint
@@ -115,16 +101,16 @@ def order_variants(variants: Sequence[Variant]) -> list[Variant]:
     return [by_norm[n] for n in PAPER_ORDER if n in by_norm]
 
 
-def data_module(first: Variant, content_dir: Optional[str], style_image: Optional[str], size: int,
-                max_images: int) -> ContentImagesDataModule:
-    """The training data settings of ``first``, with the figure's content, style and size."""
+def data_module(datamodule_class: DataModuleClass, first: Variant, content_dir: Optional[str],
+                style_image: Optional[str], size: int, max_images: int) -> Any:
+    """A ``datamodule_class`` with the training data settings of ``first`` and the figure's content, style and size."""
     keep = ("content_dir", "style_image", "style_size", "val_dir", "demo_content", "demo_style")
     kwargs = {k: first.data_hparams[k] for k in keep if k in first.data_hparams}
     if content_dir is not None:
         kwargs["val_dir"] = content_dir
     if style_image is not None:
         kwargs["style_image"] = style_image
-    return ContentImagesDataModule(**kwargs, image_size=size, val_images=max_images)
+    return datamodule_class(**kwargs, image_size=size, val_images=max_images)
 
 
 def figure(style: Tensor, contents: Tensor, outputs: dict[str, Tensor], path: Path) -> None:
@@ -165,6 +151,7 @@ def write_tables(rows: list[dict[str, Any]], folder: Path, note: str) -> None:
 
 def compare(
     checkpoints: Sequence[str],
+    datamodule_class: DataModuleClass,
     content_dir: Optional[str] = None,
     style_image: Optional[str] = None,
     size: int = 256,
@@ -173,7 +160,11 @@ def compare(
     allow_random_vgg: bool = False,
     out: Optional[str] = None,
 ) -> Path:
-    """Write the figure and the loss tables for ``checkpoints``; return the output folder."""
+    """Write the figure and the loss tables for ``checkpoints``; return the output folder.
+
+    ``datamodule_class`` reads the content and style images (see the module docstring);
+    ``out`` defaults to ``runs/style_compare/<timestamp>``.
+    """
     if size < 4 or max_images < 1:
         raise InvalidOptionError(f"--size {size} --max_images {max_images}; expected a size of at least 4 px "
                                  f"and at least one image")
@@ -186,7 +177,7 @@ def compare(
             loaded.append(load_variant(path))
             progress.advance(task)
         variants = order_variants(loaded)
-        dm = data_module(variants[0], content_dir, style_image, size, max_images)
+        dm = data_module(datamodule_class, variants[0], content_dir, style_image, size, max_images)
         eval_set = dm.eval_list()
         transform = dm.eval_transform()
         contents = torch.stack([transform(eval_set[i][0]) for i in range(len(eval_set))])
@@ -230,37 +221,3 @@ def thumbnail(image: Tensor, size: int) -> Tensor:
     from torchvision.transforms import v2
 
     return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])(image)
-
-
-def build_parser() -> CommandParser:
-    """The command line of ``python -m recal.style_compare``."""
-    parser = CommandParser(prog="python -m recal.style_compare", description=(
-        "The SRM paper's style-transfer figure (Style | Content | BN | BN+SE | BN+SRM | IN) and a table of "
-        "content and style losses, from one StyleTransferTask checkpoint per variant."))
-    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file with any of these options")
-    parser.add_argument("checkpoints", nargs="+", type=str,
-                        help="StyleTransferTask checkpoints (or run folders), one per variant: bn, bn_se, bn_srm, in")
-    parser.add_argument("--content_dir", type=Optional[str], default=None,
-                        help="folder of content images (default: the first run's validation images)")
-    parser.add_argument("--style_image", type=Optional[str], default=None,
-                        help="style image (default: the first run's style image)")
-    parser.add_argument("--size", type=int, default=256, help="content images are resized and centre-cropped to this")
-    parser.add_argument("--max_images", type=int, default=4, help="rows of the figure")
-    parser.add_argument("--vgg_weights", type=Optional[str], default=None,
-                        help="torchvision VGG-16 state dict for the loss table (default: the first run's)")
-    parser.add_argument("--allow_random_vgg", type=bool, default=False,
-                        help="score with a randomly initialised VGG-16 when no weights are known (demos)")
-    parser.add_argument("--out", type=Optional[str], default=None,
-                        help="output folder (default: runs/style_compare/<timestamp>)")
-    return parser
-
-
-def main(args: Optional[Sequence[str]] = None) -> int:
-    """Run the command on ``args`` (default ``sys.argv[1:]``); return the exit status."""
-    cfg = parse_command(build_parser(), args)
-    return finish_command(lambda: compare(cfg.checkpoints, cfg.content_dir, cfg.style_image, cfg.size,
-                                          cfg.max_images, cfg.vgg_weights, cfg.allow_random_vgg, cfg.out))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

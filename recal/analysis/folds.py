@@ -1,19 +1,15 @@
-"""``python -m recal.folds``: train and test every DTD partition or cross-validation fold.
-
-    python -m recal.folds --config dtd/srm_r50_dtd.yaml                       # partitions 1..10
-    python -m recal.folds --config dtd/srm_r50_dtd.yaml --protocol kfold      # 5 stratified folds
-    python -m recal.folds --config dtd/srm_r50_dtd.yaml --splits '[1, 2]' -- --trainer.max_epochs 10
+"""Train and test one DTD config on every official partition or cross-validation fold, and tabulate.
 
 Each split is one ``cli.py fit`` followed by one ``cli.py test`` (in this process), logged
-under ``--out`` (default ``runs/folds/<timestamp>``) as ``<split>/fit/`` (config.yaml,
-metrics.csv, checkpoints/) and ``<split>/fit/test/version_0/``. The same ``--out`` with the
-same options resumes: finished splits are read back, an unfinished fit continues from its
-checkpoint; other options are refused, naming them. Partition N tests the checkpoint with the
-best val/acc1 (valN) on testN; fold i tests ``last.ckpt`` on fold i, because fold i is also
-its only validation set and choosing the best epoch on it would flatter the result
-(``--checkpoint`` overrides either). Arguments after ``--`` go to every ``cli.py`` call.
-Writes ``results.csv`` and ``results.md``: one row per split, then mean and standard deviation
-(sample std, n − 1; 0 for one split) of test top-1; prints the output folder last.
+under the output folder as ``<split>/fit/`` (config.yaml, metrics.csv, checkpoints/) and
+``<split>/fit/test/version_0/``. The same folder with the same options resumes: finished
+splits are read back, an unfinished fit continues from its checkpoint; other options are
+refused, naming them. Partition N tests the checkpoint with the best val/acc1 (valN) on
+testN; fold i tests ``last.ckpt`` on fold i, because fold i is also its only validation set
+and choosing the best epoch on it would flatter the result (``checkpoint`` overrides either).
+:func:`write_results` writes ``results.csv`` and ``results.md``: one row per split, then mean
+and sample standard deviation (n − 1) of test top-1; one split has no standard deviation
+(an empty CSV cell, "—" in Markdown).
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ from __future__ import annotations
 import csv
 import math
 import shutil
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, NamedTuple, Optional, Sequence
@@ -31,13 +26,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from recal import run_folder
+from recal.analysis.tables import fmt_number, markdown_table, mean_std, write_csv
 from recal.cli import main as cli_main
-from recal.command import CommandParser as ArgumentParser
-from recal.config_paths import resolve_config
-from recal.errors import InvalidOptionError, UserError
+from recal.config_paths import CONFIG_ROOT, resolve_config
+from recal.errors import InvalidOptionError
 from recal.paths import make_folder
-
-__all__ = ["FoldResult", "data_defaults", "main", "run_folds", "write_results"]
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 OPTIONS_FILE = "folds.yaml"
@@ -63,8 +56,6 @@ def data_defaults(config: str | Path) -> dict:
 
 def dtd_configs() -> list[str]:
     """The configs whose data has DTD's ``protocol`` option."""
-    from recal.config_paths import CONFIG_ROOT
-
     found = []
     for path in sorted(CONFIG_ROOT.rglob("*.yaml")):
         try:
@@ -168,85 +159,48 @@ def _global_step(path: Path) -> int:
     return int(read_checkpoint(path)["global_step"])
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n − 1; 0 for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+def train_and_tabulate(config: str, out: Optional[str] = None, protocol: Optional[Protocol] = None,
+                       folds: Optional[int] = None, splits: Optional[Sequence[int]] = None,
+                       checkpoint: Optional[Literal["best", "last"]] = None, metric: str = "test/acc1",
+                       cli_args: Sequence[str] = ()) -> Path:
+    """Check the options against ``config``'s data, run every split (:func:`run_folds`), write the tables.
+
+    Left at None, ``protocol`` and ``folds`` are the config's (else partition, 5 folds),
+    ``splits`` all of them, ``checkpoint`` best for partitions and last for folds, ``out``
+    ``runs/folds/<timestamp>``. Returns the output folder.
+    """
+    name, config = config, resolve_config(config)
+    defaults = data_defaults(config)
+    if "protocol" not in defaults:
+        raise InvalidOptionError(f"config {name} trains on no DTD partitions or folds (its data has "
+                                 f"no protocol option); recal.commands.folds runs DTD configs: {dtd_configs()}")
+    protocol = protocol or defaults.get("protocol", "partition")
+    folds = folds or int(defaults.get("folds", 5))
+    valid = list(range(1, 11)) if protocol == "partition" else list(range(folds))
+    splits = splits if splits is not None else valid
+    bad = [s for s in splits if s not in valid]
+    if bad or not splits:
+        what = "DTD partition" if protocol == "partition" else "fold index"
+        raise InvalidOptionError(f"{what} {bad[0] if bad else splits} outside {valid[0]}..{valid[-1]}"
+                                 + ("" if protocol == "partition" else f" (k = {folds})"))
+    checkpoint = checkpoint or ("best" if protocol == "partition" else "last")
+    folder = Path(out or Path("runs") / "folds" / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    make_folder(folder, "output folder")
+    results = run_folds(config, folder, protocol, splits, folds, checkpoint, metric, cli_args)
+    title = f"{Path(config).stem}: DTD {protocol}" + (f" (k = {folds})" if protocol == "kfold" else "") \
+        + f", {checkpoint}.ckpt"
+    write_results(folder, results, title, metric)
+    return folder
 
 
 def write_results(out: Path, results: Sequence[FoldResult], title: str, metric: str = "test/acc1") -> None:
     """``results.csv`` (fractions) and ``results.md`` (percent): one row per split, then mean and std."""
-    mean, std = mean_std([r.top1 for r in results])
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["split", metric])
-        writer.writerows([[r.name, f"{r.top1:.6f}"] for r in results])
-        writer.writerow(["mean", f"{mean:.6f}"])
-        writer.writerow(["std", f"{std:.6f}"])
-    lines = [f"# {title}", "", f"| split | {metric} (%) |", "|---|---|"]
-    lines += [f"| {r.name} | {100 * r.top1:.2f} |" for r in results]
-    lines += [f"| mean ± std | {100 * mean:.2f} ± {100 * std:.2f} |", "",
-              f"std: sample standard deviation (n − 1) over {len(results)} split(s).", ""]
+    mean, std = mean_std(r.top1 for r in results)
+    rows = [{"split": r.name, metric: f"{r.top1:.6f}"} for r in results]
+    std_cell = None if math.isnan(std) else f"{std:.6f}"  # one split: no std, an empty cell
+    write_csv([*rows, {"split": "mean", metric: f"{mean:.6f}"}, {"split": "std", metric: std_cell}], out / "results.csv")
+    shown = [{"split": r.name, f"{metric} (%)": f"{100 * r.top1:.2f}"} for r in results]
+    shown.append({"split": "mean ± std", f"{metric} (%)": f"{fmt_number(mean, 100)} ± {fmt_number(std, 100)}"})
+    lines = [f"# {title}", "", markdown_table(shown).rstrip("\n"), "",
+             f"std: sample standard deviation (n − 1) over {len(results)} split(s).", ""]
     (out / "results.md").write_text("\n".join(lines))
-
-
-def build_parser() -> ArgumentParser:
-    """The runner's options (see the module docstring)."""
-    parser = ArgumentParser(
-        prog="python -m recal.folds",
-        description="Fit and test a DTD config on every official partition (1..10) or k-fold fold; write "
-                    "results.md / results.csv (per split, mean ± std) under --out. Arguments after -- go to "
-                    "every cli.py call.")
-    parser.add_argument("--config", type=str, required=True, help="cli.py config of a DTD run (resolved like cli.py)")
-    parser.add_argument("--out", type=Optional[str], default=None, help="output folder (default runs/folds/<timestamp>)")
-    parser.add_argument("--protocol", type=Optional[Protocol], default=None,
-                        help="partition (official 1..10) or kfold; default: the config's data.protocol")
-    parser.add_argument("--folds", type=Optional[int], default=None, help="k of k-fold (default: the config's, else 5)")
-    parser.add_argument("--splits", type=Optional[list[int]], default=None,
-                        help="partitions (1..10) or folds (0..k-1) to run; default all")
-    parser.add_argument("--checkpoint", type=Optional[Literal["best", "last"]], default=None,
-                        help="checkpoint to test; default best for partitions, last for folds")
-    parser.add_argument("--metric", type=str, default="test/acc1", help="metric to tabulate")
-    return parser
-
-
-def main(args: Sequence[str] | None = None) -> int:
-    """Parse ``args`` (default ``sys.argv[1:]``), run every split, write the tables; return the exit status."""
-    argv = list(sys.argv[1:] if args is None else args)
-    cli_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
-    options = build_parser().parse_args(argv)
-    try:
-        config = resolve_config(options.config)
-        defaults = data_defaults(config)
-        if "protocol" not in defaults:
-            raise InvalidOptionError(f"config {options.config} trains on no DTD partitions or folds (its data has "
-                                     f"no protocol option); recal.folds runs DTD configs: {dtd_configs()}")
-        protocol = options.protocol or defaults.get("protocol", "partition")
-        folds = options.folds or int(defaults.get("folds", 5))
-        valid = list(range(1, 11)) if protocol == "partition" else list(range(folds))
-        splits = options.splits if options.splits is not None else valid
-        bad = [s for s in splits if s not in valid]
-        if bad or not splits:
-            what = "DTD partition" if protocol == "partition" else "fold index"
-            raise InvalidOptionError(f"{what} {bad[0] if bad else splits} outside {valid[0]}..{valid[-1]}"
-                                     + ("" if protocol == "partition" else f" (k = {folds})"))
-        checkpoint = options.checkpoint or ("best" if protocol == "partition" else "last")
-        out = Path(options.out or Path("runs") / "folds" / datetime.now().strftime("%Y%m%d-%H%M%S"))
-        make_folder(out, "output folder")
-        results = run_folds(config, out, protocol, splits, folds, checkpoint, options.metric, cli_args)
-        title = f"{Path(config).stem}: DTD {protocol}" + (f" (k = {folds})" if protocol == "kfold" else "") \
-            + f", {checkpoint}.ckpt"
-        write_results(out, results, title, options.metric)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print((out / "results.md").read_text())
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The shared ending of every ``python -m recal.<tool>`` command.
+"""The shared argument parser and ending of every ``python -m recal.commands.<name>`` command.
 
 A command's arguments are read by a :class:`CommandParser`: a bad option is one ``error:``
 line naming it, a hint, and exit status 2, like ``cli.py``'s. A command's work either
@@ -22,7 +22,7 @@ from recal.errors import UserError
 
 
 class CommandParser(ArgumentParser):
-    """jsonargparse ArgumentParser of a ``python -m recal.<tool>`` command: errors in one line, exit 2.
+    """jsonargparse ArgumentParser of a ``python -m recal.commands.<name>`` command: errors in one line, exit 2.
 
     An unknown option, a value of the wrong type or a missing required argument prints
     ``error: <what is wrong>`` and a hint where to find the options, instead of the usage
@@ -48,6 +48,14 @@ class CommandParser(ArgumentParser):
         """``--dest`` when ``dest`` is an option of this parser, else ``dest`` itself."""
         option = f"--{dest}"
         return option if any(option in action.option_strings for action in self._actions) else dest
+
+
+def split_passed_on(args: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """``args`` (default ``sys.argv[1:]``) cut at ``--``: the command's own, and those it passes to ``cli.py``."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if "--" not in argv:
+        return argv, []
+    return argv[:argv.index("--")], argv[argv.index("--") + 1:]
 
 
 def parse_command(parser: Any, args: Sequence[str] | None) -> Any:
