@@ -1,0 +1,75 @@
+"""recalibrate(): recal's gate modules inside torchvision networks, their own weights untouched.
+
+For each family: the number of gates the placement rules give, the parameter delta (inserted
+gates − swapped-out SE modules), every original state-dict key kept (SE swaps drop only the SE
+keys), forward and backward at a small input, one optimiser step that moves the gates, and a
+torch.fx trace that computes what the eager network computes. Also the one-line refusals.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torchvision.ops import SqueezeExcitation
+
+from recal.errors import InvalidOptionError
+from recal.layers import ChannelGate
+from recal.models.recalibrate import recalibrate
+
+# torchvision name → gates placed by recalibrate(…, "srm")
+COUNTS = {"resnet18": 8, "resnet50": 16, "resnext50_32x4d": 16, "wide_resnet50_2": 16, "regnet_x_400mf": 22,
+          "mobilenet_v2": 17, "mobilenet_v3_small": 9, "efficientnet_b0": 16, "regnet_y_400mf": 16,
+          "convnext_tiny": 18, "vgg11_bn": 8}
+
+
+def _parameters(modules) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+@pytest.mark.parametrize("name", COUNTS)
+def test_gates_go_where_the_papers_put_them_and_the_network_keeps_its_weights(name: str) -> None:
+    # no stochastic depth: a step must reach every block's gate
+    no_drop = {"stochastic_depth_prob": 0.0} if name.startswith(("efficientnet", "convnext")) else {}
+    model = torchvision.models.get_model(name, num_classes=10, **no_drop)
+    keys = set(model.state_dict())
+    se = [m for m in model.modules() if isinstance(m, SqueezeExcitation)]
+    se_keys = {k for k in keys for prefix in (n for n, m in model.named_modules() if m in se) if k.startswith(prefix + ".")}
+    before = _parameters([model])
+    recalibrate(model, "srm")
+    gates = [m for m in model.modules() if isinstance(m, ChannelGate)]
+    assert len(gates) == COUNTS[name]
+    assert len(se) in (0, len(gates))  # an SE network gets its SE modules swapped, nothing else
+    assert _parameters([model]) == before + _parameters(gates) - _parameters(se)
+    assert keys - se_keys <= set(model.state_dict())
+
+    x = torch.randn(2, 3, 64, 64)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    gate_weights = [g.cfc.weight.detach().clone() for g in gates]
+    model(x).logsumexp(1).sum().backward()
+    optimizer.step()
+    assert all(not torch.equal(g.cfc.weight, w) for g, w in zip(gates, gate_weights))
+
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("recalibration, options", [("se", {}), ("eca", {}), ("ge", {"input_size": 64}),
+                                                    ("cmpe_se", {}), ("srm", {"pooling": ["avg", "max"]})])
+def test_every_gate_goes_into_a_residual_network(recalibration: str, options: dict) -> None:
+    model = recalibrate(torchvision.models.resnet18(num_classes=10), recalibration, **options)
+    assert sum(isinstance(m, ChannelGate) for m in model.modules()) == 8
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+
+
+def test_refusals_name_the_problem() -> None:
+    with pytest.raises(InvalidOptionError, match=r"'sk'.*valid choices.*srm"):
+        recalibrate(torchvision.models.resnet18(), "sk")
+    with pytest.raises(InvalidOptionError, match=r"AlexNet.*supported families.*MobileNetV2"):
+        recalibrate(torchvision.models.alexnet(), "srm")
+    with pytest.raises(InvalidOptionError, match="input_size"):
+        recalibrate(torchvision.models.resnet18(), "ge")
+    with pytest.raises(InvalidOptionError, match=r"cmpe_se.*shortcut.*MobileNetV2"):
+        recalibrate(torchvision.models.mobilenet_v2(), "cmpe_se")
