@@ -10,6 +10,7 @@ is derived from the same declarations.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -194,8 +195,34 @@ def model_names() -> tuple[str, ...]:
     return (*plain, *(f"{p}_{b}" for p in prefixes for b in plain), *compound)
 
 
+TORCHVISION = "torchvision."
+
+
+def torchvision_classifiers() -> list[str]:
+    """The classification networks of torchvision.models, by name (no weights are ever downloaded)."""
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def check_torchvision_name(name: str) -> None:
+    """Raise :class:`InvalidOptionError` unless ``torchvision.<name>`` is a torchvision classifier; list close ones."""
+    valid = torchvision_classifiers()
+    if name[len(TORCHVISION):] not in valid:
+        close = difflib.get_close_matches(name[len(TORCHVISION):], valid, n=5)
+        hint = f"; close matches: {[TORCHVISION + c for c in close]}" if close else f"; valid: {valid}"
+        raise InvalidOptionError(f"unknown torchvision model {name!r}{hint}")
+
+
 def parse_model_name(name: str) -> tuple[str, str | None]:
-    """Split ``srm_resnet50`` into (``resnet50``, ``srm``); unknown names list the valid ones."""
+    """Split ``srm_resnet50`` into (``resnet50``, ``srm``); unknown names list the valid ones.
+
+    ``torchvision.<name>`` (a torchvision classifier) has no prefix: its recalibration is the
+    ``recalibration`` option, placed by :func:`recal.models.recalibrate.recalibrate`.
+    """
+    if name.startswith(TORCHVISION):
+        check_torchvision_name(name)
+        return name, None
     entry = architecture(name)
     if entry is not None:
         return name, entry.recalibration
@@ -241,6 +268,9 @@ def create_model(
     if reduction is not None and (isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1):
         raise InvalidOptionError(f"option 'reduction'={reduction!r}: expected a positive integer")
     arch, prefix = parse_model_name(name)
+    if arch.startswith(TORCHVISION):
+        return _torchvision_model(arch, num_classes, recalibration, input_size,
+                                  dict(stride_in_1x1=stride_in_1x1, dropout=dropout), module_options)
     entry = architecture(arch)
     if recalibration is not None and prefix is not None and recalibration != prefix:
         raise InvalidOptionError(f"model {name!r} already uses recalibration {prefix!r}; it cannot also take {recalibration!r}")
@@ -258,6 +288,23 @@ def create_model(
     return family.build(num_classes, make_gate, make_conv, input_size or family.input_size, **entry.arguments, **chosen)
 
 
+def _torchvision_model(name: str, num_classes: int, recalibration: str | None, input_size: int | None,
+                       backbone_options: dict[str, Any], module_options: dict[str, Any]) -> nn.Module:
+    """A torchvision classifier (random init: weights come through the task's weights option), recalibrated."""
+    import torchvision
+
+    from recal.models.recalibrate import recalibrate
+
+    _reject(name, backbone_options, ())
+    model = torchvision.models.get_model(name[len(TORCHVISION):], num_classes=num_classes)
+    if recalibration is None:
+        if module_options:
+            raise InvalidOptionError(f"model {name!r} has no recalibration module, so option "
+                                     f"{next(iter(module_options))!r} does not apply")
+        return model
+    return recalibrate(model, recalibration, input_size=input_size, **module_options)
+
+
 def _conv_for(arch: str, entry: Architecture, name: str, options: dict[str, Any]) -> ConvFactory:
     if not entry.takes_conv():
         first_width = 64 if entry.family is RESNET else 16 * entry.arguments.get("widen_factor", 1)
@@ -270,5 +317,6 @@ def _conv_for(arch: str, entry: Architecture, name: str, options: dict[str, Any]
 
 
 def default_input_size(name: str) -> int:
-    """The input side model ``name`` is built for by default (224 ImageNet, 32 CIFAR)."""
-    return architecture(parse_model_name(name)[0]).family.input_size
+    """The input side model ``name`` is built for by default (224 ImageNet and torchvision, 32 CIFAR)."""
+    base = parse_model_name(name)[0]
+    return 224 if base.startswith(TORCHVISION) else architecture(base).family.input_size

@@ -73,3 +73,16 @@ def test_refusals_name_the_problem() -> None:
         recalibrate(torchvision.models.resnet18(), "ge")
     with pytest.raises(InvalidOptionError, match=r"cmpe_se.*shortcut.*MobileNetV2"):
         recalibrate(torchvision.models.mobilenet_v2(), "cmpe_se")
+
+
+def test_a_config_names_a_torchvision_network_and_its_recalibration() -> None:
+    from recal.models import BackboneConfig
+
+    model = BackboneConfig(name="torchvision.mobilenet_v2", recalibration="srm", pooling=["avg", "std"]).build(7)
+    assert sum(isinstance(m, ChannelGate) for m in model.modules()) == 17 and model.classifier[-1].out_features == 7
+    plain = BackboneConfig(name="torchvision.resnet18").build(7)
+    assert not any(isinstance(m, ChannelGate) for m in plain.modules())
+    with pytest.raises(InvalidOptionError, match=r"'torchvision.resnet19'.*close matches.*'torchvision.resnet18'"):
+        BackboneConfig(name="torchvision.resnet19")
+    with pytest.raises(InvalidOptionError, match=r"'torchvision.resnet18' does not take option 'dropout'"):
+        BackboneConfig(name="torchvision.resnet18", dropout=0.5).build(7)
