@@ -63,11 +63,16 @@ def init_weights(model: nn.Module) -> None:
 
 
 def classifier_path(model: nn.Module) -> str:
-    """The submodule name of ``model``'s classifier (what ``get_classifier()`` returns; ``"fc"`` in recal)."""
-    if not callable(getattr(model, "get_classifier", None)):
-        raise InvalidOptionError(f"{type(model).__name__} has no get_classifier(); name its classifier submodule")
-    classifier = model.get_classifier()
-    return next(name for name, module in model.named_modules() if module is classifier)
+    """The submodule name of ``model``'s classifier: what ``get_classifier()`` returns (``"fc"`` in recal),
+    else its last linear layer (torchvision's ``fc``, ``classifier.1``, ``heads.head`` …)."""
+    if callable(getattr(model, "get_classifier", None)):
+        classifier = model.get_classifier()
+        return next(name for name, module in model.named_modules() if module is classifier)
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear:
+        raise InvalidOptionError(f"{type(model).__name__} has no get_classifier() and no linear layer; "
+                                 "name its classifier submodule")
+    return linear[-1]
 
 
 class Classifier:

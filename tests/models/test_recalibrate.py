@@ -86,3 +86,28 @@ def test_a_config_names_a_torchvision_network_and_its_recalibration() -> None:
         BackboneConfig(name="torchvision.resnet19")
     with pytest.raises(InvalidOptionError, match=r"'torchvision.resnet18' does not take option 'dropout'"):
         BackboneConfig(name="torchvision.resnet18", dropout=0.5).build(7)
+
+
+def test_quickstart_learns_with_a_recalibrated_torchvision_resnet(tmp_path) -> None:
+    from tests.cli_runner import last_value, run_cli, run_dirs
+
+    # seed 0 reached 0.71 after this one epoch (0.86 after three) on the development machine
+    assert run_cli(["fit", "--config", "quickstart.yaml", "--model.backbone.name", "torchvision.resnet18",
+                    "--model.backbone.recalibration", "srm", "--trainer.max_epochs", "1"], tmp_path) == 0
+    (run,) = run_dirs(tmp_path)
+    assert last_value(run, "val/acc1") >= 0.5
+
+
+def test_a_plain_torchvision_state_dict_initialises_the_recalibrated_network(tmp_path) -> None:
+    from recal.tasks.weights import load_backbone_weights
+
+    plain = torchvision.models.resnet18()
+    torch.save(plain.state_dict(), tmp_path / "resnet18.pth")
+    model = recalibrate(torchvision.models.resnet18(num_classes=5), "srm")
+    with pytest.raises(Exception, match=r"missing from the file \(recalibration modules; allow_missing_gates"):
+        load_backbone_weights(model, tmp_path / "resnet18.pth")
+    kept = load_backbone_weights(model, tmp_path / "resnet18.pth", allow_missing_gates=True)
+    gate_keys = {k for k in model.state_dict() if ".gate." in k}
+    assert set(kept) == gate_keys and gate_keys
+    assert torch.equal(model.layer1[0].conv1.weight, plain.layer1[0].conv1.weight)
+    assert model.fc.out_features == 5  # the head is the new task's
