@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from recal.models import create_model
-from recal.tasks.weights import load_backbone_weights
+from recal.tasks.weights import LoadedWeights, load_backbone_weights
 from tests.cli_runner import run_cli
 from tests.saved_checkpoints.layers import build, run
 from tests.saved_checkpoints.networks import network_outputs, task_from_checkpoint
@@ -61,7 +61,7 @@ def test_saved_checkpoint_initialises_a_backbone_through_the_weights_option(name
     checkpoint = saved(name)
     backbone = checkpoint["hyper_parameters"]["backbone"]
     model = create_model(**{k: v for k, v in backbone.items() if v is not None}, num_classes=5).eval()
-    assert load_backbone_weights(model, HERE / f"{name}.ckpt") == []
+    assert load_backbone_weights(model, HERE / f"{name}.ckpt") == LoadedWeights([], [])
     with torch.no_grad():
         features = model.forward_features(REFERENCES[name]["input"])
     torch.testing.assert_close(features, REFERENCES[name]["features"], **CLOSE)

@@ -4,8 +4,10 @@ Every gate module (:class:`recal.layers.gate.ChannelGate`) calls the hooks regis
 :meth:`~recal.models.ChannelGate.register_gate_hook` with the gate it computed,
 (N, C) — or (N, C, H, W) for Gather-Excite with a finite extent, which is
 averaged over space here so that every module yields one value per sample and
-channel. :class:`GateRecorder` accumulates, per gated block: a 1000-bin
-histogram over [0, 1] (distributions and quantiles to 0.001), the per-channel
+channel. It is the gate as applied, times the module's amplitude: in [0, 2] for
+identity-initialised gates. :class:`GateRecorder` accumulates, per gated block: a
+1000-bin histogram over [0, amplitude] (distributions and quantiles to 0.001 of
+it), the per-channel
 mean (what pruning ranks by) and, for the last stage, the per-class mean gate
 of every channel (the SE paper's analysis of what the excitation learns).
 SK and split attention replace a convolution and have no channel gate: they are
@@ -68,9 +70,10 @@ def last_stage(names: Sequence[str]) -> list[str]:
 
 @dataclass
 class BlockStats:
-    """Running sums of one block's gates over the samples seen so far."""
+    """Running sums of one block's gates over the samples seen so far; the histogram spans [0, ``top``]."""
 
     channels: int
+    top: float = 1.0  # the largest gate the block applies: its amplitude
     samples: int = 0
     histogram: Optional[Tensor] = None
     channel_sum: Optional[Tensor] = None
@@ -89,7 +92,7 @@ class BlockStats:
         mean = float(self.channel_sum.sum()) / total
         std = max(self.square_sum / total - mean * mean, 0.0) ** 0.5
         cumulative = self.histogram.cumsum(0) / self.histogram.sum()
-        centers = (torch.arange(HIST_BINS, dtype=torch.float64) + 0.5) / HIST_BINS
+        centers = (torch.arange(HIST_BINS, dtype=torch.float64) + 0.5) * (self.top / HIST_BINS)
         quantiles = {f"p{int(q * 100):02d}": float(centers[int(torch.searchsorted(cumulative, q))]) for q in QUANTILES}
         return {"mean": mean, "std": std, "min": self.low, **quantiles, "max": self.high}
 
@@ -105,7 +108,7 @@ class GateRecorder:
         self.blocks = blocks
         self.num_classes = num_classes
         self.per_class = set(per_class)
-        self.stats = {name: BlockStats(gate.channels) for name, gate in blocks.items()}
+        self.stats = {name: BlockStats(gate.channels, gate.amplitude) for name, gate in blocks.items()}
         self.class_counts = torch.zeros(num_classes, dtype=torch.float64)
         self._targets: Optional[Tensor] = None
         self._handles: list[Any] = []
@@ -121,7 +124,7 @@ class GateRecorder:
             g = gate.detach().float()
             g = (g.mean((2, 3)) if g.dim() == 4 else g).cpu().double()
             s = self.stats[name]
-            hist = torch.histc(g, bins=HIST_BINS, min=0.0, max=1.0)
+            hist = torch.histc(g, bins=HIST_BINS, min=0.0, max=s.top)
             s.histogram = hist if s.histogram is None else s.histogram + hist
             s.channel_sum = g.sum(0) if s.channel_sum is None else s.channel_sum + g.sum(0)
             s.square_sum += float((g * g).sum())
@@ -169,16 +172,21 @@ def write_gate_outputs(recorder: GateRecorder, names: Sequence[str], classes: Se
     from recal.analysis import plots, tables
 
     folder.mkdir(parents=True, exist_ok=True)
+    tops = {recorder.stats[n].top for n in names}
+    if len(tops) > 1:  # one factory builds a network's gates alike; mixed amplitudes share no bin edges
+        raise ValueError(f"gated blocks of amplitudes {sorted(tops)} cannot share one histogram range")
+    top = tops.pop() if tops else 1.0
     rows = [{"block": block_label(n), "channels": recorder.stats[n].channels, "samples": recorder.stats[n].samples,
              **recorder.stats[n].summary()} for n in names]
     tables.write_csv(rows, folder / "gate_distributions.csv")
     shown = [{**r, **{k: f"{v:.3f}" for k, v in r.items() if isinstance(v, float)}} for r in rows]
     tables.write_markdown(shown, folder / "gate_distributions.md", f"Gate distributions — {title}",
                           "Every gate value (validation samples × channels) per gated block; quantiles from a "
-                          f"{HIST_BINS}-bin histogram over [0, 1]. Finite-extent GE gates are averaged over space.")
+                          f"{HIST_BINS}-bin histogram over [0, {top:g}]. Finite-extent GE gates are averaged over "
+                          "space.")
     tables.write_csv([{"block": block_label(n), "channel": c, "mean_gate": float(v)} for n in names
                       for c, v in enumerate(recorder.stats[n].channel_means())], folder / "channel_means.csv")
-    edges = np.linspace(0.0, 1.0, HIST_BINS + 1)
+    edges = np.linspace(0.0, top, HIST_BINS + 1)
     histograms = np.stack([recorder.stats[n].histogram.numpy() for n in names])
     plots.gate_violins([block_label(n) for n in names], histograms, edges, [r["mean"] for r in rows],
                        f"gate distribution per block — {title}", folder / "gate_distributions.png")

@@ -141,12 +141,12 @@ def gate_violins(blocks: Sequence[str], histograms: np.ndarray, edges: np.ndarra
         ax.fill_betweenx(centers, i - width, i + width, color=f"C{i % 10}", alpha=0.6, linewidth=0)
         ax.plot([i - 0.25, i + 0.25], [means[i], means[i]], color="black", linewidth=1)
     ax.set_xticks(range(len(blocks)), blocks, rotation=60, ha="right", fontsize=7)
-    # Zoom to where the gates are (an untrained SRM sits at exactly 0.5), within [0, 1].
+    # Zoom to where the gates are (an untrained SRM sits at exactly 0.5), within the histogram's [0, amplitude].
     filled = np.flatnonzero(histograms.sum(0))
     if filled.size:
         low, high = edges[filled[0]], edges[filled[-1] + 1]
         pad = max(0.1 * (high - low), 0.01)
-        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+        ax.set_ylim(max(0.0, low - pad), min(edges[-1], high + pad))
     ax.set_ylabel("gate value (black: mean)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)

@@ -55,7 +55,7 @@ def block_end(out: Tensor, *, norm: nn.Module | None = None, gate: nn.Module | N
         return _pooled(out, norm, gate, shortcut, relu)
     x = out if norm is None else norm(out)
     if isinstance(gate, ChannelGate):
-        return rescale_add(x, gate.scale(x, gate.observed_gate(x, shortcut)), shortcut, relu,
+        return rescale_add(x, gate.scale(x, gate.applied_gate(x, shortcut)), shortcut, relu,
                            overwrite=overwrite or norm is not None)
     if gate is not None:  # a wrapper: it applies the gate, the addition stays here
         x = gate(x, shortcut) if getattr(gate, "takes_shortcut", False) else gate(x)
@@ -79,7 +79,7 @@ def _pooled(out: Tensor, norm: nn.Module | None, gate: PooledGate, shortcut: Ten
     x = out
 
     def scale(t: Tensor) -> Tensor:
-        return gate.scale(x, gate.observed(gate.excite(t)))
+        return gate.scale(x, gate.applied(gate.excite(t)))
     parameters = [p for p in gate.parameters() if p.requires_grad]
     return pooled_block_end(out, shortcut, gate.pooling, scale, relu, parameters, norm)
 

@@ -123,8 +123,8 @@ class CMPESE(ChannelGate):
         return pairs.unsqueeze(1)
 
     def forward(self, x: Tensor, shortcut: Tensor) -> Tensor:
-        """``x * gate(x, shortcut) * channel_mask``."""
-        return rescale(x, self.scale(x, self.observed_gate(x, shortcut)))
+        """``x * applied_gate(x, shortcut) * channel_mask``."""
+        return rescale(x, self.scale(x, self.applied_gate(x, shortcut)))
 
     def gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
         if shortcut is None:
@@ -138,5 +138,8 @@ class CMPESE(ChannelGate):
         z = self.imaging(self.pseudo_image(u, s)).flatten(1)
         return torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
 
+    def score_layer(self) -> nn.Module:
+        return self.fc_out if self.variant == "double_fc" else self.fc2
+
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, variant={self.variant}, maps={self.maps}"
+        return f"{super().extra_repr()}, variant={self.variant}, maps={self.maps}"

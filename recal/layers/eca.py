@@ -33,3 +33,6 @@ class ECA(PooledGate):
 
     def excite(self, t: Tensor) -> Tensor:
         return torch.sigmoid(self.conv(t.transpose(1, 2)).squeeze(1))
+
+    def score_layer(self) -> nn.Module:
+        return self.conv

@@ -12,6 +12,16 @@ is :func:`recal.layers.block_end.block_end`'s business.
 
 Gather-Excite with a finite extent is the one gate that varies over space
 (``spatial = True``); its gate is (N, C, H, W) and the same rescaling rule applies.
+
+A gate carries an ``amplitude``: 1 for every module as its paper defines it, 2 after
+:meth:`ChannelGate.start_as_identity` (``identity_init``), which zeroes the layer that
+produces the gate's score, so that the gate ``2 · sigmoid(0)`` is exactly 1 for any
+input — inserted into a pretrained network, the gate leaves its outputs unchanged (as
+NFNets' SE does); trained, it ranges over [0, 2]. The amplitude is applied in one
+place, :meth:`ChannelGate.applied`, that every path goes through (forward,
+``block_end``'s fast paths) and that gate hooks see. It is a plain attribute, not a
+buffer: state dicts keep their keys, and the network's config (``identity_init``) says
+which amplitude a checkpoint's gates were trained with.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from recal.errors import InvalidOptionError
 from recal.layers.block_context import BlockContext
 from recal.layers.kernels.dispatch import fast_kernel
 from recal.layers.pooling import style_pool
@@ -33,15 +44,18 @@ torch.fx.wrap("style_pool")  # a leaf of traced graphs: its dtype and 1×1 rules
 
 
 class ChannelGate(nn.Module):
-    """Base class of gate modules: ``forward(x)`` is ``x * gate(x) * channel_mask``.
+    """Base class of gate modules: ``forward(x)`` is ``x * applied_gate(x) * channel_mask``.
 
-    Subclasses implement :meth:`gate`. A gate that also reads the block's shortcut
-    sets ``takes_shortcut = True`` and takes ``forward(x, shortcut)``; one whose gate
-    varies over space sets ``spatial = True``.
+    Subclasses implement :meth:`gate` and, where they can start as the identity,
+    :meth:`score_layer`. A gate that also reads the block's shortcut sets
+    ``takes_shortcut = True`` and takes ``forward(x, shortcut)``; one whose gate varies
+    over space sets ``spatial = True``.
     """
 
     takes_shortcut: bool = False
     spatial: bool = False
+    # a class default, so modules pickled before the attribute existed read as the paper's
+    amplitude: float = 1.0
     user_options: tuple[str, ...] = ()  # the keywords a user sets; the rest come from the block (from_block)
     block_options: tuple[str, ...] = ()
 
@@ -58,7 +72,7 @@ class ChannelGate(nn.Module):
         return cls(context.channels, **options)
 
     def gate(self, x: Tensor) -> Tensor:
-        """Return the gate, (N, C) or (N, C, H, W), with values in [0, 1]."""
+        """Return the gate, (N, C) or (N, C, H, W), with values in [0, 1] (before the amplitude)."""
         raise NotImplementedError
 
     def register_gate_hook(self, hook: GateHook) -> RemovableHandle:
@@ -67,15 +81,42 @@ class ChannelGate(nn.Module):
         self._gate_hooks[handle.id] = hook
         return handle
 
-    def observed_gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
-        """The gate of ``x``, after every gate hook has seen it (what forward applies)."""
-        return self.observed(self.gate(x, shortcut) if self.takes_shortcut else self.gate(x))
+    def applied_gate(self, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
+        """The gate of ``x`` as applied: :meth:`applied` to :meth:`gate` (what forward multiplies by)."""
+        return self.applied(self.gate(x, shortcut) if self.takes_shortcut else self.gate(x))
 
-    def observed(self, gate: Tensor) -> Tensor:
-        """``gate``, shown to every gate hook first."""
+    def applied(self, gate: Tensor) -> Tensor:
+        """The gate as applied: ``gate`` times the amplitude, shown to every gate hook.
+
+        The one place the amplitude enters: the readable forward, ``block_end``'s paths and
+        the pooled block-end kernel all call it, so hooks (statistics, pruning) see the gate
+        the network multiplies by, in [0, amplitude].
+        """
+        if self.amplitude != 1.0:  # the paper's gates skip the multiply: their computation stays as it was
+            gate = gate * self.amplitude
         for hook in self._gate_hooks.values():
             hook(self, gate)
         return gate
+
+    def score_layer(self) -> nn.Module:
+        """The layer whose output, through at most a BatchNorm, the sigmoid turns into the gate."""
+        raise InvalidOptionError(f"{type(self).__name__} cannot start as identity (identity_init): it names no "
+                                 "layer that produces its score")
+
+    @torch.no_grad()
+    def start_as_identity(self) -> "ChannelGate":
+        """Make the gate exactly 1 for any input (``identity_init``); return the module.
+
+        Zeroes the weights and biases of :meth:`score_layer` and sets the amplitude to 2:
+        the score is then 0 — a fresh BatchNorm after the score layer (zero bias and
+        running mean) maps 0 to 0 in eval and in training — and ``2 · sigmoid(0)`` is 1
+        exactly in floating point. Raises :class:`~recal.errors.InvalidOptionError` for a
+        module with no parameters before its sigmoid.
+        """
+        for parameter in self.score_layer().parameters():
+            parameter.zero_()
+        self.amplitude = 2.0
+        return self
 
     def scale(self, x: Tensor, gate: Tensor) -> Tensor:
         """``gate * channel_mask`` in x's dtype, shaped to broadcast over x: (N, C, 1, 1) or (N, C, H, W)."""
@@ -84,11 +125,12 @@ class ChannelGate(nn.Module):
         return (gate * self.channel_mask).to(x.dtype)[:, :, None, None]
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x * gate(x) * channel_mask``."""
-        return rescale(x, self.scale(x, self.observed_gate(x)))
+        """``x * applied_gate(x) * channel_mask``."""
+        return rescale(x, self.scale(x, self.applied_gate(x)))
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}"
+        # the amplitude only where it is not the paper's
+        return f"channels={self.channels}" + (f", amplitude={self.amplitude:g}" if self.amplitude != 1.0 else "")
 
 
 class PooledGate(ChannelGate):

@@ -144,5 +144,16 @@ class GatherExcite(ChannelGate):
             return torch.sigmoid(g.flatten(1))
         return torch.sigmoid(upsample_nearest(g, x))
 
+    def score_layer(self) -> nn.Module:
+        """θ⁺: the MLP's last convolution; θ: the gather's last convolution (its BatchNorm follows)."""
+        if self.variant == "theta_minus":
+            raise InvalidOptionError("GE variant 'theta_minus' cannot start as identity (identity_init): its gate is "
+                                     "the sigmoid of the pooled map itself, with no parameters to zero; use 'theta' "
+                                     "or 'theta_plus'")
+        if self.variant == "theta_plus":
+            return self.mlp[-1]
+        return [layer for layer in self.gather if isinstance(layer, nn.Conv2d)][-1]
+
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, variant={self.variant}, extent={self.extent}, spatial_size={self.spatial_size}"
+        return (f"{super().extra_repr()}, variant={self.variant}, extent={self.extent}, "
+                f"spatial_size={self.spatial_size}")

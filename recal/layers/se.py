@@ -30,3 +30,6 @@ class SE(PooledGate):
 
     def excite(self, t: Tensor) -> Tensor:
         return torch.sigmoid(self.fc2(torch.relu(self.fc1(t[:, :, 0]))))
+
+    def score_layer(self) -> nn.Module:
+        return self.fc2

@@ -26,7 +26,6 @@ def _attention_channels(channels: int, radix: int, reduction: int, minimum: int 
 class SplitAttentionConv(nn.Module):
     """Radix-split 3×3 convolution with softmax attention across the splits."""
 
-    fusible_pairs = (("conv", "bn0"), ("fc1", "bn1"))
     user_options = ("reduction",)
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, radix: int = 2, reduction: int = 4, avd: bool = True) -> None:

@@ -91,5 +91,8 @@ class SRM(PooledGate):
     def excite(self, t: Tensor) -> Tensor:
         return torch.sigmoid(self.bn(self.integrate(t)))
 
+    def score_layer(self) -> nn.Module:
+        return self.cfc if self.integration == "cfc" else self.mlp.fc2
+
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, pooling={list(self.pooling)}, integration={self.integration}"
+        return f"{super().extra_repr()}, pooling={list(self.pooling)}, integration={self.integration}"

@@ -27,7 +27,6 @@ from recal.models.resnet import BasicBlock
 class PreActBottleneck(nn.Module):
     """BN-ReLU-conv1×1 → BN-ReLU-conv3×3 → BN-ReLU-conv1×1; gate after conv3."""
 
-    fusible_pairs = (("conv1", "bn2"), ("conv2", "bn3"))  # bn1 reads the block input
 
     expansion = 4
 
@@ -56,7 +55,6 @@ class PreActBottleneck(nn.Module):
 class WideBasicBlock(nn.Module):
     """BN-ReLU-conv3×3 → BN-ReLU-(dropout)-conv3×3; gate after conv2."""
 
-    fusible_pairs = (("conv1", "bn2"),)  # bn1 reads the block input
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, make_gate: GateFactory | None = None,
                  spatial_size: int | None = None, dropout: float = 0.0, widen_factor: int = 1) -> None:
@@ -86,7 +84,6 @@ class CifarResNet(Classifier, nn.Module):
     ones have BN-ReLU in the stem.
     """
 
-    fusible_pairs = (("conv1", "bn1"),)  # an Identity in pre-activation nets
 
     def __init__(self, make_block, widths: tuple[int, int, int], blocks: int, num_classes: int,
                  stem_width: int = 16, preactivation: bool = False, input_size: int | None = 32, expansion: int = 1) -> None:

@@ -4,8 +4,9 @@ LightningCLI (jsonargparse) reads ``model.backbone`` into :class:`BackboneConfig
 bad value — ``pooling: [avg, foo]``, an unknown model or module — is rejected when the
 config is parsed, with the list of valid values, before anything is built. Its fields
 are not written out here: they are the options the registry's modules declare
-(``user_options``, typed by their constructors' annotations) and the networks' backbone
-options, so that a new module's options reach configs without a second declaration.
+(``user_options``, typed by their constructors' annotations), every gate's
+``identity_init`` and the networks' backbone options, so that a new module's options
+reach configs without a second declaration.
 Options left at None take the module's default; an option the chosen module does not
 take is an error naming both when the model is built. A number out of range for any
 network (``reduction: 0``, ``dropout: 1.5``) is an error when the config is made; one out
@@ -103,7 +104,8 @@ def _backbone_config() -> type:
         ("name", ModelName, "srm_resnet50"),
         ("recalibration", Optional[Literal[tuple(MODULES)]], None),  # type: ignore[misc]
     ]
-    options = {**_module_option_types(), **_backbone_option_types()}
+    # identity_init is every gate's (gate_factory's), not one module's: after the modules' own options
+    options = {**_module_option_types(), "identity_init": bool, **_backbone_option_types()}
     fields += [(option, Optional[kind], None) for option, kind in options.items()]
     config = dataclasses.make_dataclass("BackboneConfig", fields, bases=(_BackboneConfigMethods,),
                                         namespace={"__module__": __name__})

@@ -6,7 +6,8 @@ In eval mode every BatchNorm is a fixed per-channel affine, so
   depthwise gather and its BN;
 - SRM's gate sigmoid(BN(Σ_k w_ck t_ck)) becomes sigmoid(Σ_k w'_ck t_ck + b'_c)
   with w'_ck = s_c w_ck, b'_c = β_c − μ_c s_c, s_c = γ_c / sqrt(σ²_c + ε):
-  a :class:`FusedSRM` with the same pooling and ``channel_mask``.
+  a :class:`FusedSRM` with the same pooling, ``channel_mask`` and amplitude (an
+  identity-initialised SRM's factor 2 is not a parameter: fuse folds it along).
 Pre-activation blocks (BN → ReLU → conv) have no conv before their BN to merge
 into; their BNs stay. Fused and unfused models agree to rounding (1e-10
 relative in float64, tested).
@@ -15,6 +16,7 @@ relative in float64, tested).
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +37,7 @@ class FusedSRM(PooledGate):
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = nn.Parameter(bias, requires_grad=False)
         self.channel_mask.copy_(srm.channel_mask)
+        self.amplitude = srm.amplitude
 
     def excite(self, t: Tensor) -> Tensor:
         return torch.sigmoid((t * self.weight.to(t.dtype)).sum(dim=2) + self.bias.to(t.dtype))
@@ -52,34 +55,56 @@ def fuse_srm(srm: SRM) -> tuple[Tensor, Tensor]:
     return weight * scale[:, None], bn.bias.detach() - bn.running_mean * scale
 
 
-def _fuse_pairs(module: nn.Module) -> None:
-    # each block class names its (conv, BN) attribute pairs where the BN reads the conv's output
-    for conv_name, bn_name in getattr(module, "fusible_pairs", ()):
-        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
-            setattr(module, bn_name, nn.Identity())
-    if isinstance(module, nn.Sequential):
-        # downsample = (conv, BN) / (pool, conv, BN); GE's gather = (conv, BN) [, ReLU, conv, BN …]
-        children = list(module)
-        for i in range(len(children) - 1):
-            if isinstance(children[i], nn.Conv2d) and isinstance(children[i + 1], nn.BatchNorm2d):
-                module[i] = fuse_conv_bn_eval(children[i], children[i + 1])
-                module[i + 1] = nn.Identity()
+def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, BN) submodule names where the BN reads that conv's output and nothing else does.
+
+    Read off the traced graph, so it holds whatever the forward code is — recal's blocks,
+    torchvision's and timm's (``recal.models.recalibrate``) alike — and a BN that reads a
+    block's input (pre-activation) is never merged into a convolution it does not follow.
+    """
+    graph = torch.fx.symbolic_trace(model).graph
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    modules = dict(model.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        source = node.args[0] if node.op == "call_module" and node.args else None
+        if (type(modules.get(node.target)) is nn.BatchNorm2d and isinstance(source, torch.fx.Node)
+                and source.op == "call_module" and type(modules.get(source.target)) is nn.Conv2d
+                and len(source.users) == 1 and calls[node.target] == calls[source.target] == 1):
+            pairs.append((source.target, node.target))
+    return pairs
+
+
+def _fuse_sequential(module: nn.Sequential) -> None:
+    # GE's global gather (conv, BN) is a pair the graph does not show: its forward reads the conv's weights
+    children = list(module)
+    for i in range(len(children) - 1):
+        if type(children[i]) is nn.Conv2d and type(children[i + 1]) is nn.BatchNorm2d:
+            module[i] = fuse_conv_bn_eval(children[i], children[i + 1])
+            module[i + 1] = nn.Identity()
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
 
 
 @torch.no_grad()
 def fuse(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with BN merged into convs and SRM into affine gates.
 
-    The input model is left untouched. Works for every recal backbone; what
-    cannot be fused (pre-activation BNs, SRM's MLP integration) is kept as is.
+    The input model is left untouched. Works for every recal backbone and every network
+    :func:`recal.models.recalibrate.recalibrate` changed; what cannot be fused
+    (pre-activation BNs, SRM's MLP integration, a BN fused with its activation) is kept as is.
     """
     fused = copy.deepcopy(model).eval()
     for name, module in list(fused.named_modules()):
         if isinstance(module, SRM) and module.integration == "cfc":
-            parent_name, _, attr = name.rpartition(".")
-            setattr(fused.get_submodule(parent_name) if parent_name else fused, attr, FusedSRM(module))
+            _replace(fused, name, FusedSRM(module))
+    for conv, bn in conv_bn_pairs(fused):
+        _replace(fused, conv, fuse_conv_bn_eval(fused.get_submodule(conv), fused.get_submodule(bn)))
+        _replace(fused, bn, nn.Identity())
     for module in fused.modules():
-        _fuse_pairs(module)
+        if isinstance(module, nn.Sequential):
+            _fuse_sequential(module)
     return fused

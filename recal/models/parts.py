@@ -11,6 +11,7 @@ from torch import nn
 
 from recal.errors import InvalidOptionError
 from recal.layers.block_context import BlockContext
+from recal.layers.gate import ChannelGate
 
 
 class GateFactory(Protocol):
@@ -52,7 +53,9 @@ def init_weights(model: nn.Module) -> None:
     """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convs, BN 1/0.
 
     Gate convolutions (GE, CMPE-SE) are initialised like the backbone's, as in the
-    official code; SRM's CFC is not a convolution and keeps its zeros.
+    official code; SRM's CFC is not a convolution and keeps its zeros. A gate started as
+    the identity (``identity_init``, amplitude ≠ 1) is started so again: its score layer
+    may be one of the convolutions drawn here.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -60,6 +63,9 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)) and m.weight is not None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, ChannelGate) and m.amplitude != 1:
+            m.start_as_identity()
 
 
 def classifier_path(model: nn.Module) -> str:

@@ -4,9 +4,9 @@ Placement follows the papers, decided by each block's structure:
 
 | block | where the gate goes |
 |---|---|
-| residual (torchvision ``BasicBlock``/``Bottleneck``, RegNet's ``ResBottleneckBlock``) | on the residual branch after its last BatchNorm, before the addition |
-| inverted residual without SE (MobileNetV2) | at the end of the branch, after the projection BN, before the addition where there is one |
-| a block that already carries squeeze-excitation (MobileNetV3, EfficientNet, RegNetY) | the existing SE module is swapped for the chosen gate, at the same place and width |
+| residual (torchvision ``BasicBlock``/``Bottleneck``, RegNet X's ``ResBottleneckBlock``; timm's ResNet blocks, its RegNet X ``Bottleneck``) | on the residual branch after its last BatchNorm, before stochastic depth and the addition (timm's ResNet ``se`` slot) |
+| inverted residual without SE (torchvision MobileNetV2; timm's ``InvertedResidual``, ``DepthwiseSeparableConv``) | at the end of the branch, after the projection BN, before the addition where there is one |
+| a block that already carries squeeze-excitation (MobileNetV3, EfficientNet, RegNet Y; timm's ``SqueezeExcite``/``SEModule``) | the existing SE module is swapped for the chosen gate, at the same place and width |
 | ConvNeXt block | on the block's NCHW output, before layer scale, stochastic depth and the addition |
 | plain stack (VGG-BN) | after each conv–BN–ReLU |
 
@@ -14,6 +14,13 @@ The network is changed in place: existing parameter and buffer names stay (gates
 keys, a swapped SE's keys go), blocks keep their class's behaviour with a forward that
 places the gate (a subclass of the block's own class, so ``isinstance`` still holds), and
 no hook is left behind, so the result traces with ``torch.fx`` and ``torch.export``.
+
+Each block applies its own BatchNorm before :func:`~recal.layers.block_end.block_end`, so no
+fast path regroups the BN's arithmetic: a gate started as the identity (``identity_init``)
+leaves the network's outputs unchanged bit for bit in float32, in training too. The fused
+training path that absorbs the BN is recal's own ResNet's
+(:func:`recal.models.convert.resnet_from_torchvision`). A swapped squeeze-excitation
+module cannot preserve the outputs: the gate that takes its place is a new module.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from recal.layers.block_end import block_end
 from recal.models.registry import GATES, gate_factory
 
 SUPPORTED = ("torchvision ResNet / ResNeXt / Wide ResNet", "RegNet X/Y", "MobileNetV2", "MobileNetV3",
-             "EfficientNet", "ConvNeXt", "VGG-BN")
+             "EfficientNet", "ConvNeXt", "VGG-BN", "timm ResNet / RegNet / EfficientNet / MobileNet and any timm "
+             "network with SE modules")
 
 
 # ------------------------------------------------------------------- gated block forwards
@@ -40,14 +48,14 @@ SUPPORTED = ("torchvision ResNet / ResNeXt / Wide ResNet", "RegNet X/Y", "Mobile
 def _resnet_basic_forward(self, x: Tensor) -> Tensor:
     identity = x if self.downsample is None else self.downsample(x)
     out = self.relu(self.bn1(self.conv1(x)))
-    return block_end(self.conv2(out), norm=self.bn2, gate=self.gate, shortcut=identity, relu=True, overwrite=True)
+    return block_end(self.bn2(self.conv2(out)), gate=self.gate, shortcut=identity, relu=True, overwrite=True)
 
 
 def _resnet_bottleneck_forward(self, x: Tensor) -> Tensor:
     identity = x if self.downsample is None else self.downsample(x)
     out = self.relu(self.bn1(self.conv1(x)))
     out = self.relu(self.bn2(self.conv2(out)))
-    return block_end(self.conv3(out), norm=self.bn3, gate=self.gate, shortcut=identity, relu=True, overwrite=True)
+    return block_end(self.bn3(self.conv3(out)), gate=self.gate, shortcut=identity, relu=True, overwrite=True)
 
 
 def _regnet_forward(self, x: Tensor) -> Tensor:
@@ -60,6 +68,61 @@ def _inverted_residual_forward(self, x: Tensor) -> Tensor:
     if not self.use_res_connect:
         return self.gate(out)
     return block_end(out, gate=self.gate, shortcut=x, relu=False, overwrite=True)
+
+
+def _residual_end(gate: nn.Module, x: Tensor, shortcut: Tensor, drop_path: nn.Module | None,
+                  activation: nn.Module | None) -> Tensor:
+    """``activation(drop_path(gate(x)) + shortcut)``: a timm block's end with a gate in it.
+
+    Without stochastic depth it is :func:`block_end` (the ReLU inside when the block's
+    activation is one), so the gate gets the same paths as in torchvision's blocks.
+    """
+    if drop_path is None or isinstance(drop_path, nn.Identity):
+        relu = type(activation) is nn.ReLU
+        y = block_end(x, gate=gate, shortcut=shortcut, relu=relu, overwrite=True)
+        return y if relu or activation is None else activation(y)
+    x = gate(x, shortcut) if gate.takes_shortcut else gate(x)
+    y = drop_path(x) + shortcut
+    return y if activation is None else activation(y)
+
+
+def _timm_basic_forward(self, x: Tensor) -> Tensor:
+    shortcut = x if self.downsample is None else self.downsample(x)
+    out = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
+    return _residual_end(self.gate, self.bn2(self.conv2(out)), shortcut, self.drop_path, self.act2)
+
+
+def _timm_bottleneck_forward(self, x: Tensor) -> Tensor:
+    shortcut = x if self.downsample is None else self.downsample(x)
+    out = self.act1(self.bn1(self.conv1(x)))
+    out = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(out)))))
+    return _residual_end(self.gate, self.bn3(self.conv3(out)), shortcut, self.drop_path, self.act3)
+
+
+def _timm_regnet_forward(self, x: Tensor) -> Tensor:
+    out = self.conv3(self.se(self.conv2(self.conv1(x))))  # conv3 holds its BN
+    if self.downsample is None:
+        return self.act3(self.gate(out))
+    return _residual_end(self.gate, out, self.downsample(x), self.drop_path, self.act3)
+
+
+def _space_to_depth(block: nn.Module, x: Tensor) -> Tensor:
+    return x if block.conv_s2d is None else block.bn_s2d(block.conv_s2d(x))
+
+
+def _timm_inverted_residual_forward(self, x: Tensor) -> Tensor:
+    out = self.bn2(self.conv_dw(self.bn1(self.conv_pw(_space_to_depth(self, x)))))
+    out = self.conv_pwl(self.se(self.aa(out)))
+    if not self.has_skip:
+        return self.gate(self.bn3(out))
+    return _residual_end(self.gate, self.bn3(out), x, self.drop_path, None)
+
+
+def _timm_depthwise_separable_forward(self, x: Tensor) -> Tensor:
+    out = self.conv_pw(self.se(self.aa(self.bn1(self.conv_dw(_space_to_depth(self, x))))))
+    if not self.has_skip:
+        return self.gate(self.bn2(out))
+    return _residual_end(self.gate, self.bn2(out), x, self.drop_path, None)
 
 
 def _convnext_forward(self, input: Tensor) -> Tensor:
@@ -110,12 +173,52 @@ def _replace(parent: nn.Module, name: str, make: Callable[[nn.Module], nn.Module
     return install
 
 
+def _from_timm(model: nn.Module) -> bool:
+    return type(model).__module__.startswith("timm.")
+
+
+def _squeeze_excitation_modules(model: nn.Module) -> dict[type, Callable[[nn.Module], int]]:
+    """SE module class → its width, for the libraries ``model`` comes from (timm only imported for its models)."""
+    modules: dict[type, Callable[[nn.Module], int]] = {SqueezeExcitation: lambda se: se.fc1.in_channels}
+    if _from_timm(model):
+        from timm.layers.squeeze_excite import SEModule
+        from timm.models._efficientnet_blocks import SqueezeExcite
+
+        modules[SEModule] = lambda se: se.fc1.in_channels
+        modules[SqueezeExcite] = lambda se: se.conv_reduce.in_channels
+    return modules
+
+
 def _squeeze_excitation_sites(model: nn.Module) -> Iterator[Site]:
+    widths = _squeeze_excitation_modules(model)
     for parent in model.modules():
         for name, child in parent.named_children():
-            if isinstance(child, SqueezeExcitation):
-                channels = child.fc1.in_channels
+            if type(child) in widths:
+                channels = widths[type(child)](child)
                 yield Site(child, channels, channels, child, _replace(parent, name, lambda gate: gate), False)
+
+
+def _timm_block_sites(model: nn.Module) -> Iterator[Site]:
+    from timm.models import _efficientnet_blocks as efficientnet
+    from timm.models import regnet as timm_regnet
+    from timm.models import resnet as timm_resnet
+
+    for module in model.modules():
+        if isinstance(module, timm_resnet.BasicBlock):
+            yield Site(module, module.bn2.num_features, module.conv1.out_channels, module.bn2,
+                       _as_gated(module, _timm_basic_forward), True)
+        elif isinstance(module, timm_resnet.Bottleneck):
+            yield Site(module, module.bn3.num_features, module.conv2.out_channels, module.bn3,
+                       _as_gated(module, _timm_bottleneck_forward), True)
+        elif isinstance(module, timm_regnet.Bottleneck):
+            yield Site(module, module.conv3.conv.out_channels, module.conv2.conv.out_channels, module.conv3,
+                       _as_gated(module, _timm_regnet_forward), module.downsample is not None)
+        elif isinstance(module, efficientnet.InvertedResidual):
+            yield Site(module, module.bn3.num_features, module.conv_dw.out_channels, module.bn3,
+                       _as_gated(module, _timm_inverted_residual_forward), False)
+        elif isinstance(module, efficientnet.DepthwiseSeparableConv):
+            yield Site(module, module.bn2.num_features, module.conv_dw.out_channels, module.bn2,
+                       _as_gated(module, _timm_depthwise_separable_forward), False)
 
 
 def _block_sites(model: nn.Module) -> Iterator[Site]:
@@ -146,7 +249,8 @@ def _block_sites(model: nn.Module) -> Iterator[Site]:
 
 def gate_sites(model: nn.Module) -> list[Site]:
     """Every place ``recalibrate`` puts a gate in ``model``: its SE modules if it has any, else its blocks."""
-    return list(_squeeze_excitation_sites(model)) or list(_block_sites(model))
+    blocks = _timm_block_sites if _from_timm(model) else _block_sites
+    return list(_squeeze_excitation_sites(model)) or list(blocks(model))
 
 
 # ------------------------------------------------------------------- the call
@@ -183,9 +287,13 @@ def recalibrate(model: nn.Module, recalibration: str, input_size: int | None = N
     if not sites:
         raise InvalidOptionError(f"recalibrate does not know where gates go in {type(model).__name__}; "
                                  f"supported families: {', '.join(SUPPORTED)}")
+    if recalibration == "cmpe_se" and isinstance(sites[0].module, tuple(_squeeze_excitation_modules(model))):
+        raise InvalidOptionError(f"cmpe_se reads each block's shortcut, and {type(model).__name__}'s gates would take "
+                                 "the place of its squeeze-excitation modules, which do not see one; use it with "
+                                 "residual networks without SE (ResNet, RegNet X)")
     if recalibration == "cmpe_se" and not all(site.takes_shortcut for site in sites):
-        raise InvalidOptionError(f"cmpe_se reads each block's shortcut, and {type(model).__name__}'s gate sites have "
-                                 "none; use it with residual networks (ResNet, RegNet)")
+        raise InvalidOptionError(f"cmpe_se reads each block's shortcut, and {type(model).__name__}'s gate sites "
+                                 "do not all have one; use it with residual networks (ResNet, RegNet X)")
     make_gate = gate_factory(recalibration, **options)
     global_ge = recalibration == "ge" and options.get("variant", "theta") != "theta_minus" \
         and options.get("extent", "global") == "global"

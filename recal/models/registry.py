@@ -10,7 +10,6 @@ is derived from the same declarations.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,6 +20,7 @@ from recal.errors import InvalidOptionError
 from recal.layers import CMPESE, ECA, SE, SRM, ChannelGate, GatherExcite, SelectiveKernelConv, SplitAttentionConv
 from recal.layers.block_context import BlockContext
 from recal.models.cifar import CifarResNet, cifar_resnet, preact_resnet, wide_resnet
+from recal.models.libraries import build_library_model, check_library_name, is_library_name
 from recal.models.parts import ConvFactory, GateFactory
 from recal.models.resnet import BasicBlock, Bottleneck, ResNet
 
@@ -46,12 +46,14 @@ def _check_options(name: str, options: dict[str, Any], accepted: tuple[str, ...]
         raise InvalidOptionError(f"recalibration {name!r} does not take option {extra[0]!r}; it takes {list(accepted)}")
 
 
-def create_recalibration(name: str, channels: int, **options: Any) -> ChannelGate:
+def create_recalibration(name: str, channels: int, identity_init: bool = False, **options: Any) -> ChannelGate:
     """Build gate module ``name`` (se, srm, ge, cmpe_se, eca) for ``channels`` channels.
 
     ``options`` are the module's own keyword arguments: what a user sets (e.g.
     ``pooling``, ``integration`` for srm; ``variant``, ``extent`` for ge) and what a
     block would tell it (``spatial_size`` for ge; ``maps``, ``row_width`` for cmpe_se).
+    ``identity_init`` starts the gate as exactly the identity
+    (:meth:`~recal.layers.gate.ChannelGate.start_as_identity`).
     Unknown names or options raise :class:`InvalidOptionError` listing the valid ones.
     """
     if name in CONVS:
@@ -59,7 +61,7 @@ def create_recalibration(name: str, channels: int, **options: Any) -> ChannelGat
     _choose("recalibration", name, list(GATES))
     gate_class = MODULES[name]
     _check_options(name, options, gate_class.user_options + gate_class.block_options)
-    return gate_class(channels, **options)
+    return _initialised(gate_class(channels, **options), identity_init)
 
 
 def create_conv(name: str, in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, **options: Any) -> nn.Module:
@@ -71,16 +73,24 @@ def create_conv(name: str, in_ch: int, out_ch: int, stride: int = 1, groups: int
     return MODULES[name](in_ch, out_ch, stride, groups, **options)
 
 
-def gate_factory(name: str, **options: Any) -> GateFactory:
-    """A factory that places gate ``name`` in every block; the module takes what it needs from the block."""
+def gate_factory(name: str, identity_init: bool = False, **options: Any) -> GateFactory:
+    """A factory that places gate ``name`` in every block; the module takes what it needs from the block.
+
+    ``identity_init``: every gate it builds starts as exactly the identity (amplitude 2, score layer zeroed).
+    """
     _choose("recalibration", name, list(GATES))
     gate_class = MODULES[name]
     _check_options(name, options, gate_class.user_options)
 
     def make(context: BlockContext) -> ChannelGate:
-        return gate_class.from_block(context, **options)
+        return _initialised(gate_class.from_block(context, **options), identity_init)
 
     return make
+
+
+def _initialised(gate: ChannelGate, identity_init: bool) -> ChannelGate:
+    """``gate`` as its paper initialises it, or started as the identity."""
+    return gate.start_as_identity() if identity_init else gate
 
 
 def conv_factory(name: str, **options: Any) -> ConvFactory:
@@ -195,33 +205,15 @@ def model_names() -> tuple[str, ...]:
     return (*plain, *(f"{p}_{b}" for p in prefixes for b in plain), *compound)
 
 
-TORCHVISION = "torchvision."
-
-
-def torchvision_classifiers() -> list[str]:
-    """The classification networks of torchvision.models, by name (no weights are ever downloaded)."""
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
-
-
-def check_torchvision_name(name: str) -> None:
-    """Raise :class:`InvalidOptionError` unless ``torchvision.<name>`` is a torchvision classifier; list close ones."""
-    valid = torchvision_classifiers()
-    if name[len(TORCHVISION):] not in valid:
-        close = difflib.get_close_matches(name[len(TORCHVISION):], valid, n=5)
-        hint = f"; close matches: {[TORCHVISION + c for c in close]}" if close else f"; valid: {valid}"
-        raise InvalidOptionError(f"unknown torchvision model {name!r}{hint}")
-
-
 def parse_model_name(name: str) -> tuple[str, str | None]:
     """Split ``srm_resnet50`` into (``resnet50``, ``srm``); unknown names list the valid ones.
 
-    ``torchvision.<name>`` (a torchvision classifier) has no prefix: its recalibration is the
+    ``torchvision.<name>`` and ``timm.<name>`` (another library's classifier,
+    :mod:`recal.models.libraries`) have no prefix: their recalibration is the
     ``recalibration`` option, placed by :func:`recal.models.recalibrate.recalibrate`.
     """
-    if name.startswith(TORCHVISION):
-        check_torchvision_name(name)
+    if is_library_name(name):
+        check_library_name(name)
         return name, None
     entry = architecture(name)
     if entry is not None:
@@ -259,7 +251,8 @@ def create_model(
     ``recalibration`` may replace the name's prefix (``resnet50`` +
     ``recalibration="srm"`` is ``srm_resnet50``); ``module_options`` go to the
     recalibration module (``pooling``, ``integration``, ``bn``, ``reduction``,
-    ``bias``, ``variant``, ``extent``), None meaning the module's default.
+    ``bias``, ``variant``, ``extent``, and every gate's ``identity_init``), None
+    meaning the module's default.
     Incompatible combinations raise :class:`InvalidOptionError` naming the pair.
     """
     module_options = {key: value for key, value in module_options.items() if value is not None}
@@ -268,8 +261,8 @@ def create_model(
     if reduction is not None and (isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1):
         raise InvalidOptionError(f"option 'reduction'={reduction!r}: expected a positive integer")
     arch, prefix = parse_model_name(name)
-    if arch.startswith(TORCHVISION):
-        return _torchvision_model(arch, num_classes, recalibration, input_size,
+    if is_library_name(arch):
+        return _library_model(arch, num_classes, recalibration, input_size,
                                   dict(stride_in_1x1=stride_in_1x1, dropout=dropout), module_options)
     entry = architecture(arch)
     if recalibration is not None and prefix is not None and recalibration != prefix:
@@ -288,15 +281,13 @@ def create_model(
     return family.build(num_classes, make_gate, make_conv, input_size or family.input_size, **entry.arguments, **chosen)
 
 
-def _torchvision_model(name: str, num_classes: int, recalibration: str | None, input_size: int | None,
-                       backbone_options: dict[str, Any], module_options: dict[str, Any]) -> nn.Module:
-    """A torchvision classifier (random init: weights come through the task's weights option), recalibrated."""
-    import torchvision
-
+def _library_model(name: str, num_classes: int, recalibration: str | None, input_size: int | None,
+                   backbone_options: dict[str, Any], module_options: dict[str, Any]) -> nn.Module:
+    """Another library's classifier (random init: weights come through the task's weights option), recalibrated."""
     from recal.models.recalibrate import recalibrate
 
     _reject(name, backbone_options, ())
-    model = torchvision.models.get_model(name[len(TORCHVISION):], num_classes=num_classes)
+    model = build_library_model(name, num_classes)
     if recalibration is None:
         if module_options:
             raise InvalidOptionError(f"model {name!r} has no recalibration module, so option "
@@ -317,6 +308,6 @@ def _conv_for(arch: str, entry: Architecture, name: str, options: dict[str, Any]
 
 
 def default_input_size(name: str) -> int:
-    """The input side model ``name`` is built for by default (224 ImageNet and torchvision, 32 CIFAR)."""
+    """The input side model ``name`` is built for by default (224 ImageNet, torchvision and timm, 32 CIFAR)."""
     base = parse_model_name(name)[0]
-    return 224 if base.startswith(TORCHVISION) else architecture(base).family.input_size
+    return 224 if is_library_name(base) else architecture(base).family.input_size

@@ -26,7 +26,6 @@ from recal.models.parts import (Classifier, ConvFactory, GateFactory, conv1x1, c
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions; the gate sits after bn2."""
 
-    fusible_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     expansion = 1
 
@@ -59,7 +58,6 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1×1 → 3×3 (grouped, or a conv replacement) → 1×1; the gate sits after bn3."""
 
-    fusible_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     expansion = 4
 
@@ -112,7 +110,6 @@ def _deep_stem(width: int, out: int) -> nn.Sequential:
 class ResNet(Classifier, nn.Module):
     """ResNet / ResNeXt with pluggable recalibration (gate) and 3×3 replacement (conv)."""
 
-    fusible_pairs = (("conv1", "bn1"),)
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from recal.tasks.checkpoints import check_checkpoint_fits
 from recal.tasks.finite import stop_if_not_finite
 from recal.tasks.kernels import KernelChoice, choose_kernels
 from recal.tasks.optim import default_optimizer, parameter_groups, with_warmup
+from recal.tasks.weights import load_backbone_weights
 
 
 def accuracy_metrics(num_classes: int) -> MetricCollection:
@@ -65,6 +66,12 @@ class ClassificationTask(L.LightningModule):
             when the fit runs at least 2,000 steps (to repay the one-time compile)
             and this machine can compile; ``RECAL_KERNELS=eager`` overrides.
         seed: seeds mixup's generator together with the global step.
+        weights: a local weights file to start the backbone from — a state dict of the plain
+            network (recal, torchvision or timm naming) or a recal checkpoint; the head is
+            always new (None: from scratch; nothing is ever downloaded).
+        allow_missing_gates: let a file without recalibration modules (the plain network's)
+            initialise a recalibrated backbone: the gates keep their own initialisation, the
+            tensors of squeeze-excitation modules a gate replaced are not loaded (both logged).
     """
 
     def __init__(
@@ -80,6 +87,8 @@ class ClassificationTask(L.LightningModule):
         val_set_names: Sequence[str] = ("val", "val_in"),
         kernels: KernelChoice = "auto",
         seed: int = 0,
+        weights: Optional[str] = None,
+        allow_missing_gates: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -96,8 +105,13 @@ class ClassificationTask(L.LightningModule):
         self.train_samples = SumMetric()
 
     def build_model(self, backbone: BackboneConfig, num_classes: int) -> nn.Module:
-        """The network; subclasses override to add heads or per-domain gates."""
-        return backbone.build(num_classes)
+        """The network, initialised from ``weights`` when given; subclasses override to add heads or per-domain gates."""
+        model = backbone.build(num_classes)
+        if self.hparams.get("weights"):
+            loaded = load_backbone_weights(model, self.hparams.weights, model_name=backbone.name,
+                                           allow_missing_gates=self.hparams.allow_missing_gates)
+            rank_zero_info(loaded.summary(self.hparams.weights))
+        return model
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

@@ -1,10 +1,9 @@
 """TextureTask: texture classification (DTD), from scratch or fine-tuned.
 
-A :class:`~recal.tasks.classification.ClassificationTask` with three additions:
+A :class:`~recal.tasks.classification.ClassificationTask` (whose ``weights`` option starts
+the backbone from a torchvision ResNet state dict or a recal checkpoint, with a new 47-class
+head) with two additions:
 
-- ``weights``: initialise the backbone from a torchvision ResNet state dict or a recal
-  checkpoint (:mod:`recal.tasks.weights`); the head is always new (47 DTD classes), and a
-  file of another architecture stops with a message naming it.
 - separate learning rates: ``head_lr`` for the classifier head and ``backbone_lr`` for the
   rest (None = the optimiser's lr); the SRM no-weight-decay group is kept within each.
 - multi-crop evaluation: ``eval_crops`` 5 or 10 averages the softmax over the five
@@ -21,9 +20,7 @@ from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
 from recal.errors import InvalidOptionError
-from recal.models import BackboneConfig
 from recal.tasks.classification import ClassificationTask
-from recal.tasks.weights import load_backbone_weights
 
 __all__ = ["TextureTask", "multi_crop"]
 
@@ -43,9 +40,6 @@ class TextureTask(ClassificationTask):
     """Texture classification; every :class:`ClassificationTask` option plus the ones below.
 
     Args:
-        weights: torchvision state dict or recal checkpoint to start from (None: from scratch).
-        allow_missing_gates: let a file without recalibration modules (a plain ResNet)
-            initialise a gated backbone; the gates keep their own initialisation.
         backbone_lr: learning rate of everything but the head (None: the optimiser's).
         head_lr: learning rate of the classifier head (None: the optimiser's).
         eval_crops: 1, or 5 / 10 crops averaged at evaluation.
@@ -54,8 +48,6 @@ class TextureTask(ClassificationTask):
 
     def __init__(
         self,
-        weights: Optional[str] = None,
-        allow_missing_gates: bool = False,
         backbone_lr: Optional[float] = None,
         head_lr: Optional[float] = None,
         eval_crops: Literal[1, 5, 10] = 1,
@@ -64,14 +56,6 @@ class TextureTask(ClassificationTask):
     ) -> None:
         # build_model (called by the parent) reads these through self.hparams
         super().__init__(**kwargs)
-
-    def build_model(self, backbone: BackboneConfig, num_classes: int) -> nn.Module:
-        """The backbone with a ``num_classes`` head, initialised from ``weights`` when given."""
-        model = super().build_model(backbone, num_classes)
-        if self.hparams.get("weights"):
-            load_backbone_weights(model, self.hparams.weights, model_name=backbone.name,
-                                  allow_missing_gates=self.hparams.allow_missing_gates)
-        return model
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits; in eval mode with ``eval_crops`` > 1, log of the crop-averaged softmax."""

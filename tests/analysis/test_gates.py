@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from recal.analysis.gates import GateRecorder, block_label, gated_blocks, last_stage, not_applicable_reason
+from recal.analysis.gates import (GateRecorder, block_label, gated_blocks, last_stage, not_applicable_reason,
+                                  write_gate_outputs)
 from recal.models import create_model
+from recal.models.config import BackboneConfig
 from tests.analysis.test_pruning import tiny_task
 
 
@@ -62,3 +64,22 @@ def test_recorded_statistics_match_the_gates(name: str) -> None:
                     assert np.isnan(per_class[k]).all()
         else:
             assert stats.class_sum is None
+
+
+@pytest.mark.parametrize("name", ["srm_cifar_resnet20", "ge_cifar_resnet20"])
+def test_identity_initialised_gates_are_recorded_as_applied(name: str, tmp_path) -> None:
+    # amplitude 2: the gate the network applies is 1 at initialisation, recorded over [0, 2]
+    model = BackboneConfig(name=name, identity_init=True).build(10).eval()
+    blocks = gated_blocks(model)
+    recorder = GateRecorder(blocks, 10, last_stage(list(blocks)))
+    with torch.no_grad(), recorder:
+        recorder.set_targets(torch.arange(4))
+        model(torch.randn(4, 3, 32, 32))
+    for stats in recorder.stats.values():
+        summary = stats.summary()
+        assert stats.top == 2.0 and stats.histogram.sum() == 4 * stats.channels
+        assert summary["mean"] == summary["min"] == summary["max"] == 1.0
+        assert summary["p05"] == summary["p95"] == pytest.approx(1.0, abs=2e-3)  # a bin of [0, 2] is 0.002 wide
+        np.testing.assert_array_equal(stats.channel_means(), np.ones(stats.channels))
+    rows = write_gate_outputs(recorder, list(blocks), [str(k) for k in range(10)], name, tmp_path)
+    assert all(row["mean"] == 1.0 for row in rows) and "over [0, 2]" in (tmp_path / "gate_distributions.md").read_text()

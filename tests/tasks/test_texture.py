@@ -12,7 +12,7 @@ from recal.config_paths import CONFIG_ROOT
 from recal.errors import CheckpointMismatchError, InvalidOptionError
 from recal.models import BackboneConfig, create_model
 from recal.tasks.texture import TextureTask, multi_crop
-from recal.tasks.weights import load_backbone_weights
+from recal.tasks.weights import LoadedWeights, load_backbone_weights
 from tests.cli_runner import last_value, run_cli, run_dirs
 from tests.fixtures import write_dtd
 
@@ -51,7 +51,7 @@ def weights(tmp_path_factory) -> dict[str, Path]:
 def test_torchvision_state_dict_loads_with_a_new_head(weights):
     model = create_model("resnet18", 47)
     head = model.fc.weight.clone()
-    assert load_backbone_weights(model, weights["resnet18"]) == []
+    assert load_backbone_weights(model, weights["resnet18"]) == LoadedWeights([], [])
     reference = torch.load(weights["resnet18"])
     assert torch.equal(model.layer3[1].conv2.weight, reference["layer3.1.conv2.weight"])
     assert torch.equal(model.fc.weight, head) and model.fc.out_features == 47
@@ -77,7 +77,7 @@ def test_weights_of_another_architecture_name_the_file_and_the_difference(weight
 
 def test_allow_missing_gates_starts_a_gated_model_from_a_plain_resnet(weights):
     model = create_model("srm_resnet18", 47)
-    kept = load_backbone_weights(model, weights["resnet18"], allow_missing_gates=True)
+    kept = load_backbone_weights(model, weights["resnet18"], allow_missing_gates=True).missing_gates
     assert kept and all(".gate." in k for k in kept)
     assert torch.count_nonzero(model.layer1[0].gate.cfc.weight) == 0  # SRM's own zero init
 

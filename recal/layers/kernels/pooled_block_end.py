@@ -40,7 +40,7 @@ from recal.layers.kernels.gated_add import channel_dot
 from recal.layers.kernels.moments import STD_EPS, mean_var, statistics_dtype
 
 ScaleFn = Callable[[Tensor], Tensor]
-"""(N, C, d) statistics → (N, C, 1, 1) scale in x's dtype (gate × channel mask)."""
+"""(N, C, d) statistics → (N, C, 1, 1) scale in x's dtype (the applied gate × channel mask)."""
 
 
 def closed_form(pooling: Sequence[str]) -> bool:
