@@ -299,7 +299,8 @@ def recalibrate(model: nn.Module, recalibration: str, input_size: int | None = N
         and options.get("extent", "global") == "global"
     if global_ge and input_size is None:
         raise InvalidOptionError("GE with the global extent sizes each gate's kernel by its feature map: "
-                                 "pass input_size (the image side the network is trained on)")
+                                 "pass input_size (model.backbone.input_size in a config), the image side the "
+                                 "network is trained on")
     sides = _map_sizes(model, sites, input_size) if global_ge else [None] * len(sites)
     for site, side in zip(sites, sides):
         parameter = next(site.module.parameters(), None)

@@ -108,7 +108,7 @@ def test_fuse_folds_the_factor_two(randomize) -> None:
 
 
 TORCHVISION = [("resnet18", "srm"), ("resnet18", "se"), ("resnet50", "srm"), ("resnet50", "eca"),
-               ("regnet_x_400mf", "srm"), ("mobilenet_v2", "srm"), ("convnext_tiny", "srm"), ("vgg11_bn", "srm")]
+               ("resnext50_32x4d", "srm"), ("wide_resnet50_2", "srm"), ("regnet_x_400mf", "srm"), ("mobilenet_v2", "srm"), ("convnext_tiny", "srm"), ("vgg11_bn", "srm")]
 
 
 @pytest.mark.parametrize("name, recalibration", TORCHVISION, ids=[f"{n}-{r}" for n, r in TORCHVISION])
