@@ -5,6 +5,7 @@ Public face: :func:`create_model`, :func:`create_recalibration`,
 """
 
 from recal.models.config import BackboneConfig
+from recal.models.convert import resnet_from_torchvision
 from recal.models.fuse import fuse
 from recal.layers.gate import ChannelGate
 from recal.models.param_groups import no_weight_decay_parameters
@@ -19,4 +20,5 @@ __all__ = [
     "fuse",
     "model_names",
     "no_weight_decay_parameters",
+    "resnet_from_torchvision",
 ]
