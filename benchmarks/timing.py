@@ -93,10 +93,12 @@ def print_table(title: str, rows: list[Row]) -> None:
 
 
 def benchmark_args(description: str, repeats: int = 7, images: bool = False,
-                   add: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
-    """Parse the options every speed script shares and apply them (threads, recal's kernels).
+                   add: Callable[[argparse.ArgumentParser], None] | None = None,
+                   argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the options every speed script shares (``argv``, default the command line) and apply them.
 
-    ``images`` adds ``--batch`` and ``--size``; ``add`` lets a script add its own options.
+    Applies threads and recal's kernels. ``images`` adds ``--batch`` and ``--size``; ``add`` lets
+    a script add its own options.
     """
     from recal.allocator import keep_freed_memory
     from recal.layers.kernels import set_kernels
@@ -112,7 +114,7 @@ def benchmark_args(description: str, repeats: int = 7, images: bool = False,
         parser.add_argument("--size", type=int, default=224)
     if add is not None:
         add(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     set_kernels(args.kernels)
     if args.malloc == "keep" and keep_freed_memory():

@@ -1,9 +1,9 @@
 """Writers of tiny datasets in the real on-disk formats, for tests of data, tasks and the CLI.
 
 Each writer produces what the real dataset looks like on disk (torchvision's CIFAR pickles and
-SVHN ``.mat`` files, ImageNet-style class folders), small and deterministic. Images carry a
+SVHN ``.mat`` files, ImageNet-style class folders, Places365's file lists), small and deterministic. Images carry a
 class-dependent colour plus noise, so a model can learn them in a few steps. CIFAR and SVHN
-files are not the official releases, so their MD5 checks fail: in-process tests wrap loading in
+files and Places365's lists are not the official releases, so their MD5 checks fail: in-process tests wrap loading in
 :func:`skip_md5`; a test that runs ``python cli.py`` in a subprocess passes
 ``--data.verify_md5 false`` instead.
 """
@@ -30,6 +30,7 @@ __all__ = [
     "write_dtd",
     "write_image_folder",
     "write_office_home",
+    "write_places365",
     "write_svhn",
     "write_truncated_jpeg",
 ]
@@ -231,4 +232,47 @@ def write_office_home(root: str | os.PathLike, classes: int | Sequence[str] = 3,
             pixels = np.clip(pixels + (d - 1.5) * 20, 0, 255).astype(np.uint8)
             for i, array in enumerate(pixels):
                 Image.fromarray(array).save(folder / f"{i:05d}.jpg")
+    return root
+
+
+PLACES365_SCENES = ["/a/airfield", "/a/airplane_cabin", "/a/airport_terminal", "/a/alcove", "/a/alley"]
+
+
+def write_places365(root: str | os.PathLike, classes: int = 3, categories: int = 365,
+                    per_class: dict[str, int] | None = None, small_size: tuple[int, int] = (32, 32),
+                    large_size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
+    """Write Places365 in torchvision's layout under ``root``; return ``root``.
+
+    ``categories_places365.txt`` lists ``categories`` scenes (``/a/airfield 0`` …, sorted like the
+    real file); only the first ``classes`` have images, so a fixture can keep the real 365
+    classes. File lists ``places365_train_{standard,challenge}.txt`` (``/a/airfield/00000001.jpg
+    0``) and ``places365_val.txt`` (``Places365_val_00000001.jpg 0``, classes interleaved) with
+    ``per_class`` images per class (default standard 2, challenge 3, val 2). Every image is
+    written twice: at ``small_size`` (H, W) under ``data_256_{standard,challenge}/`` and
+    ``val_256/``, at ``large_size`` under ``data_large_*`` and ``val_large/``, so that a test
+    can tell which variant was read.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    counts = {"train-standard": 2, "train-challenge": 3, "val": 2, **(per_class or {})}
+    scenes = (PLACES365_SCENES + [f"/s/scene_{i:03d}" for i in range(len(PLACES365_SCENES), categories)])[:categories]
+    (root / "categories_places365.txt").write_text("".join(f"{name} {i}\n" for i, name in enumerate(scenes)))
+    lists = {
+        "train-standard": [(f"{scenes[c]}/{i:08d}.jpg", c) for c in range(classes)
+                           for i in range(1, counts["train-standard"] + 1)],
+        "train-challenge": [(f"{scenes[c]}/{i:08d}.jpg", c) for c in range(classes)
+                            for i in range(1, counts["train-challenge"] + 1)],
+        "val": [(f"Places365_val_{n + 1:08d}.jpg", n % classes) for n in range(classes * counts["val"])],
+    }
+    for s, (split, entries) in enumerate(lists.items()):
+        (root / f"places365_{split.replace('-', '_')}.txt").write_text(
+            "".join(f"{name} {label}\n" for name, label in entries))
+        variant = split.removeprefix("train-")
+        for size_name, size in (("256", small_size), ("large", large_size)):
+            folder = root / (f"val_{size_name}" if split == "val" else f"data_{size_name}_{variant}")
+            pixels = _images([label for _, label in entries], classes, size, seed=[seed, s])
+            for (name, _), array in zip(entries, pixels):
+                path = folder / name.lstrip("/")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(path)
     return root

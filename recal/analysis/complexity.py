@@ -39,7 +39,7 @@ from recal.errors import InvalidOptionError
 from recal.layers.kernels import readable_mode
 from recal.layers.srm import ChannelwiseFC
 from recal.models import BackboneConfig
-from recal.models.registry import default_input_size, parse_model_name
+from recal.models.registry import default_input_size, parse_model_name, takes_stride_in_1x1
 
 with warnings.catch_warnings():  # fvcore's import warns under recent torch
     warnings.simplefilter("ignore")
@@ -137,7 +137,8 @@ Layout v1 = Caffe ResNet, stride in the 1×1 (the papers' figures); v1.5 = torch
 
 def _imagenet_resnet(name: str) -> bool:
     """Whether ``name`` is a ResNet of the papers' ImageNet tables (the v1 / v1.5 layouts apply)."""
-    return parse_model_name(name)[0].startswith("resnet")
+    base = parse_model_name(name)[0]
+    return base.startswith("resnet") and takes_stride_in_1x1(base)
 
 
 def target_backbone(target: str) -> tuple[BackboneConfig, int, str]:

@@ -4,10 +4,11 @@ Every gate module (:class:`recal.layers.gate.ChannelGate`) calls the hooks regis
 :meth:`~recal.models.ChannelGate.register_gate_hook` with the gate it computed,
 (N, C) — or (N, C, H, W) for Gather-Excite with a finite extent, which is
 averaged over space here so that every module yields one value per sample and
-channel. It is the gate as applied, times the module's amplitude: in [0, 2] for
-identity-initialised gates. :class:`GateRecorder` accumulates, per gated block: a
-1000-bin histogram over [0, amplitude] (distributions and quantiles to 0.001 of
-it), the per-channel
+channel. For CBAM that is its channel gate; its spatial gate (N, 1, H, W), which
+weighs positions, not channels, is not recorded. It is the gate as applied, times the
+module's amplitude: in [0, 2] for identity-initialised gates. :class:`GateRecorder`
+accumulates, per gated block: a 1000-bin histogram over [0, amplitude] (distributions
+and quantiles to 0.001 of it), the per-channel
 mean (what pruning ranks by) and, for the last stage, the per-class mean gate
 of every channel (the SE paper's analysis of what the excitation learns).
 SK and split attention replace a convolution and have no channel gate: they are

@@ -5,12 +5,14 @@ the validation set is lowest, and compares the accuracy drop of SE and SRM
 networks: a module whose gates separate useful from useless channels loses
 less. Here fraction f zeroes ``round(f · C)`` channels (Python's ``round``) in
 each gated block of C channels by setting their ``channel_mask`` entries to 0;
-nothing else in the network changes. A random choice of the same number of
-channels per block (seeded) is the baseline. Fraction 0 runs the same masked
-path with all-ones masks, so it equals a plain validation of the checkpoint.
-:func:`prune` runs that for every checkpoint given and writes ``pruning.{csv,md}``
-(top-1 / top-5 per checkpoint, method, seed and fraction), ``mean_gates.csv`` (the
-ranking) and ``pruning.{png,pdf}`` (all checkpoints on one plot).
+nothing else in the network changes. (CBAM ranks by its channel gate; a masked channel
+is zero before its spatial half pools the map, as a channel gate of 0 would make it, so
+that half's (N, 1, H, W) gate is computed from the pruned map and is not itself pruned.)
+A random choice of the same number of channels per block (seeded) is the baseline.
+Fraction 0 runs the same masked path with all-ones masks, so it equals a plain
+validation of the checkpoint. :func:`prune` runs that for every checkpoint given and
+writes ``pruning.{csv,md}`` (top-1 / top-5 per checkpoint, method, seed and fraction),
+``mean_gates.csv`` (the ranking) and ``pruning.{png,pdf}`` (all checkpoints on one plot).
 """
 
 from __future__ import annotations

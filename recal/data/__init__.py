@@ -13,6 +13,7 @@ from recal.data.embedded import DigitsDataModule
 from recal.data.imagenet import ImageFolderDataModule, ImageNetDataModule, StylizedImageNetDataModule
 from recal.data.images import IMAGE_EXTENSIONS, RobustImageFolder, load_rgb
 from recal.data.office_home import DomainBalancedSampler, OfficeHomeDataModule
+from recal.data.places365 import Places365DataModule
 from recal.data.resumable import ResumableDataLoader
 from recal.data.sampling import EpochSeededSampler, SeededTransformDataset
 from recal.data.svhn import SVHNDataModule
@@ -30,6 +31,7 @@ __all__ = [
     "ImageFolderDataModule",
     "ImageNetDataModule",
     "OfficeHomeDataModule",
+    "Places365DataModule",
     "ResumableDataLoader",
     "RobustImageFolder",
     "SVHNDataModule",

@@ -2,12 +2,14 @@
 
 Gate modules (``gate_module(x)`` returns ``x * gate * channel_mask``; CMPE-SE also reads the
 block's shortcut, ``gate_module(x, shortcut)``): :class:`SRM`, :class:`SE`, :class:`ECA`,
-:class:`GatherExcite`, :class:`CMPESE`, all derived from :class:`ChannelGate`. Conv replacements
-for a bottleneck's 3×3: :class:`SelectiveKernelConv`, :class:`SplitAttentionConv`. The end of a
-residual block with a gate, written once: :func:`block_end`. Networks live in :mod:`recal.models`.
+:class:`GatherExcite`, :class:`CMPESE`, :class:`CBAM` (which then also applies a spatial gate),
+all derived from :class:`ChannelGate`. Conv replacements for a bottleneck's 3×3:
+:class:`SelectiveKernelConv`, :class:`SplitAttentionConv`. The end of a residual block with a
+gate, written once: :func:`block_end`. Networks live in :mod:`recal.models`.
 """
 
 from recal.layers.block_end import block_end, block_end_reference
+from recal.layers.cbam import CBAM
 from recal.layers.cmpe_se import CMPESE
 from recal.layers.eca import ECA
 from recal.layers.gate import ChannelGate, PooledGate
@@ -20,6 +22,7 @@ from recal.layers.splat import SplitAttentionConv
 from recal.layers.srm import SRM
 
 __all__ = [
+    "CBAM",
     "CMPESE",
     "ECA",
     "SE",

@@ -9,7 +9,9 @@ two fast paths behind it:
 - in training, SRM, SE and ECA run the whole end — the block's BatchNorm absorbed
   into the statistics, the gate, the rescale, the addition and the ReLU — as one
   autograd node (:mod:`recal.layers.kernels.pooled_block_end`); the other gates run
-  rescale + add + ReLU as one (:mod:`recal.layers.kernels.gated_add`);
+  rescale + add + ReLU as one (:mod:`recal.layers.kernels.gated_add`) — except CBAM,
+  whose forward also applies its spatial gate (``rescales_only = False``): it is called
+  as a module, like a wrapper, and only the addition and ReLU stay here;
 - without gradients, the rescale and addition are one ``addcmul`` written into the
   block's own intermediate when the caller says it may be (``overwrite``), which
   saves a full-size output (timings in benchmarks/RESULTS.md).
@@ -51,13 +53,15 @@ def block_end(out: Tensor, *, norm: nn.Module | None = None, gate: nn.Module | N
     """
     if is_readable() or _hooked(gate):
         return block_end_reference(out, norm=norm, gate=gate, shortcut=shortcut, relu=relu)
-    if isinstance(gate, PooledGate) and closed_form(gate.pooling) and torch.is_grad_enabled():
+    # a gate whose forward is only the rescale: the paths below may compute it themselves
+    rescaling = isinstance(gate, ChannelGate) and gate.rescales_only
+    if rescaling and isinstance(gate, PooledGate) and closed_form(gate.pooling) and torch.is_grad_enabled():
         return _pooled(out, norm, gate, shortcut, relu)
     x = out if norm is None else norm(out)
-    if isinstance(gate, ChannelGate):
+    if rescaling:
         return rescale_add(x, gate.scale(x, gate.applied_gate(x, shortcut)), shortcut, relu,
                            overwrite=overwrite or norm is not None)
-    if gate is not None:  # a wrapper: it applies the gate, the addition stays here
+    if gate is not None:  # a wrapper or CBAM: it applies the gate, the addition stays here
         x = gate(x, shortcut) if getattr(gate, "takes_shortcut", False) else gate(x)
         overwrite = True
     # the sum may go into x's memory: a BatchNorm's or a gate's fresh output, or the caller's own

@@ -12,6 +12,10 @@ is :func:`recal.layers.block_end.block_end`'s business.
 
 Gather-Excite with a finite extent is the one gate that varies over space
 (``spatial = True``); its gate is (N, C, H, W) and the same rescaling rule applies.
+CBAM is the one module whose forward does more (``rescales_only = False``): after
+``x * gate * channel_mask`` it multiplies by a spatial gate of its own, (N, 1, H, W),
+computed from that product. Its ``gate`` is still the (N, C) channel gate — the one that
+hooks see and pruning masks — and ``block_end`` calls such a module whole.
 
 A gate carries an ``amplitude``: 1 for every module as its paper defines it, 2 after
 :meth:`ChannelGate.start_as_identity` (``identity_init``), which zeroes the layer that
@@ -49,11 +53,15 @@ class ChannelGate(nn.Module):
     Subclasses implement :meth:`gate` and, where they can start as the identity,
     :meth:`score_layer`. A gate that also reads the block's shortcut sets
     ``takes_shortcut = True`` and takes ``forward(x, shortcut)``; one whose gate varies
-    over space sets ``spatial = True``.
+    over space sets ``spatial = True``; one whose forward does more than the rescale sets
+    ``rescales_only = False``.
     """
 
     takes_shortcut: bool = False
     spatial: bool = False
+    # False where forward does more than rescale by the gate (CBAM's spatial half): then
+    # block_end cannot fuse the rescale into its own nodes and calls the module
+    rescales_only: bool = True
     # a class default, so modules pickled before the attribute existed read as the paper's
     amplitude: float = 1.0
     user_options: tuple[str, ...] = ()  # the keywords a user sets; the rest come from the block (from_block)
@@ -118,6 +126,16 @@ class ChannelGate(nn.Module):
         self.amplitude = 2.0
         return self
 
+    def restore_own_init(self) -> None:
+        """Redo what the module initialises unlike a backbone, after the backbone's ``init_weights``.
+
+        A backbone draws every convolution and BatchNorm of the network alike, the gates'
+        included; a gate started as the identity starts so again (its score layer may be
+        one of the convolutions drawn), and CBAM zeroes its spatial BatchNorm's weight again.
+        """
+        if self.amplitude != 1.0:
+            self.start_as_identity()
+
     def scale(self, x: Tensor, gate: Tensor) -> Tensor:
         """``gate * channel_mask`` in x's dtype, shaped to broadcast over x: (N, C, 1, 1) or (N, C, H, W)."""
         if self.spatial:
@@ -136,9 +154,10 @@ class ChannelGate(nn.Module):
 class PooledGate(ChannelGate):
     """A gate computed from pooled per-channel statistics only: ``excite(style_pool(x, pooling))``.
 
-    SRM, SE and ECA. Subclasses set ``self.pooling`` (canonical) and implement
-    :meth:`excite`. In training, :func:`~recal.layers.block_end.block_end` runs the
-    end of their block — the block's BatchNorm, statistics, gate, rescale, shortcut
+    SRM, SE, ECA and CBAM's channel half. Subclasses set ``self.pooling`` (canonical) and
+    implement :meth:`excite`. In training, :func:`~recal.layers.block_end.block_end` runs
+    the end of the block, for those whose pooling has a closed-form gradient (no max) and
+    whose forward only rescales — the block's BatchNorm, statistics, gate, rescale, shortcut
     addition, ReLU — as one autograd node (:mod:`recal.layers.kernels.pooled_block_end`).
     """
 

@@ -24,7 +24,7 @@ from jsonargparse.typing import register_type
 from torch import nn
 
 from recal.errors import InvalidOptionError
-from recal.layers import CMPESE, SE, SRM, GatherExcite
+from recal.layers import CBAM, CMPESE, SE, SRM, GatherExcite
 from recal.models.registry import FAMILIES, MODULES, create_model, parse_model_name
 
 OPTION = "model.backbone"
@@ -121,7 +121,7 @@ def reduced_channels(model: nn.Module) -> list[int]:
     """The channel counts ``C`` that the gates of ``model`` reduce to ``C // reduction``."""
     counts = []
     for module in model.modules():
-        if (isinstance(module, (SE, CMPESE)) or (isinstance(module, SRM) and module.integration == "mlp")
+        if (isinstance(module, (SE, CMPESE, CBAM)) or (isinstance(module, SRM) and module.integration == "mlp")
                 or (isinstance(module, GatherExcite) and module.variant == "theta_plus")):
             counts.append(module.channels)
     return counts

@@ -128,7 +128,7 @@ def make_domain_specific(model: nn.Module, num_domains: int) -> nn.Module:
     if not targets:
         raise InvalidOptionError(
             f"{type(model).__name__} has no recalibration (gate) module to make domain-specific; "
-            f"use a model with an se_/srm_/ge_/cmpe_se_/eca_ prefix")
+            f"use a model with an se_/srm_/ge_/cmpe_se_/eca_/cbam_ prefix")
     for name in targets:
         _wrap(model, name, num_domains)
     return model

@@ -3,7 +3,8 @@
 In eval mode every BatchNorm is a fixed per-channel affine, so
 - a Conv → BN pair becomes one convolution with a bias
   (``torch.nn.utils.fusion.fuse_conv_bn_eval``), including GE's global
-  depthwise gather and its BN;
+  depthwise gather and its BN and CBAM's spatial 7×7 convolution and its BN (a pair
+  the traced graph shows like any other);
 - SRM's gate sigmoid(BN(Σ_k w_ck t_ck)) becomes sigmoid(Σ_k w'_ck t_ck + b'_c)
   with w'_ck = s_c w_ck, b'_c = β_c − μ_c s_c, s_c = γ_c / sqrt(σ²_c + ε):
   a :class:`FusedSRM` with the same pooling, ``channel_mask`` and amplitude (an

@@ -52,10 +52,12 @@ def projection_shortcut(inplanes: int, outplanes: int, stride: int, avg_down: bo
 def init_weights(model: nn.Module) -> None:
     """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convs, BN 1/0.
 
-    Gate convolutions (GE, CMPE-SE) are initialised like the backbone's, as in the
-    official code; SRM's CFC is not a convolution and keeps its zeros. A gate started as
-    the identity (``identity_init``, amplitude ≠ 1) is started so again: its score layer
-    may be one of the convolutions drawn here.
+    Gate convolutions (GE, CMPE-SE, CBAM) are initialised like the backbone's, as in the
+    official code; SRM's CFC is not a convolution and keeps its zeros. Then every gate
+    redoes what it initialises otherwise (:meth:`~recal.layers.gate.ChannelGate.restore_own_init`):
+    CBAM's zero spatial BatchNorm weight, and a gate started as the identity
+    (``identity_init``, amplitude ≠ 1) is started so again: its score layer may be one of
+    the convolutions drawn here.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -64,8 +66,8 @@ def init_weights(model: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     for m in model.modules():
-        if isinstance(m, ChannelGate) and m.amplitude != 1:
-            m.start_as_identity()
+        if isinstance(m, ChannelGate):
+            m.restore_own_init()
 
 
 def classifier_path(model: nn.Module) -> str:

@@ -17,7 +17,8 @@ from typing import Any, Callable
 from torch import nn
 
 from recal.errors import InvalidOptionError
-from recal.layers import CMPESE, ECA, SE, SRM, ChannelGate, GatherExcite, SelectiveKernelConv, SplitAttentionConv
+from recal.layers import (CBAM, CMPESE, ECA, SE, SRM, ChannelGate, GatherExcite, SelectiveKernelConv,
+                          SplitAttentionConv)
 from recal.layers.block_context import BlockContext
 from recal.models.cifar import CifarResNet, cifar_resnet, preact_resnet, wide_resnet
 from recal.models.libraries import build_library_model, check_library_name, is_library_name
@@ -28,7 +29,7 @@ from recal.models.resnet import BasicBlock, Bottleneck, ResNet
 
 # the order of the typed config's fields follows this table
 MODULES: dict[str, type[nn.Module]] = {
-    "srm": SRM, "se": SE, "ge": GatherExcite, "cmpe_se": CMPESE, "eca": ECA,
+    "srm": SRM, "se": SE, "ge": GatherExcite, "cmpe_se": CMPESE, "eca": ECA, "cbam": CBAM,
     "sk": SelectiveKernelConv, "splat": SplitAttentionConv,
 }
 GATES = tuple(name for name, cls in MODULES.items() if issubclass(cls, ChannelGate))
@@ -47,7 +48,7 @@ def _check_options(name: str, options: dict[str, Any], accepted: tuple[str, ...]
 
 
 def create_recalibration(name: str, channels: int, identity_init: bool = False, **options: Any) -> ChannelGate:
-    """Build gate module ``name`` (se, srm, ge, cmpe_se, eca) for ``channels`` channels.
+    """Build gate module ``name`` (se, srm, ge, cmpe_se, eca, cbam) for ``channels`` channels.
 
     ``options`` are the module's own keyword arguments: what a user sets (e.g.
     ``pooling``, ``integration`` for srm; ``variant``, ``extent`` for ge) and what a
@@ -65,11 +66,14 @@ def create_recalibration(name: str, channels: int, identity_init: bool = False, 
 
 
 def create_conv(name: str, in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, **options: Any) -> nn.Module:
-    """Build conv replacement ``name`` (sk, splat) for a bottleneck's 3×3, with its BN and ReLU."""
+    """Build conv replacement ``name`` (sk, splat) for a bottleneck's 3×3, with its BN and ReLU.
+
+    ``options``: what a user sets and what an architecture fixes (``avd_first`` of ResNeSt-fast).
+    """
     if name in GATES:
         raise InvalidOptionError(f"{name!r} is a gate module, not a conv replacement: build it with create_recalibration")
     _choose("conv replacement", name, list(CONVS))
-    _check_options(name, options, MODULES[name].user_options)
+    _check_options(name, options, MODULES[name].user_options + getattr(MODULES[name], "architecture_options", ()))
     return MODULES[name](in_ch, out_ch, stride, groups, **options)
 
 
@@ -93,10 +97,14 @@ def _initialised(gate: ChannelGate, identity_init: bool) -> ChannelGate:
     return gate.start_as_identity() if identity_init else gate
 
 
-def conv_factory(name: str, **options: Any) -> ConvFactory:
-    """A factory that replaces each bottleneck's 3×3 with conv ``name``; checks compatibility."""
+def conv_factory(name: str, fixed: dict[str, Any] | None = None, **options: Any) -> ConvFactory:
+    """A factory that replaces each bottleneck's 3×3 with conv ``name``; checks compatibility.
+
+    ``options`` are the user's; ``fixed`` what the architecture sets (ResNeSt-fast's ``avd_first``).
+    """
     _choose("conv replacement", name, list(CONVS))
     _check_options(name, options, MODULES[name].user_options)
+    options = {**options, **(fixed or {})}
 
     def make(in_ch: int, out_ch: int, stride: int, groups: int) -> nn.Module:
         if out_ch < 64 or out_ch % groups:
@@ -157,11 +165,13 @@ FAMILIES = (RESNET, CIFAR_RESNET, PREACT_RESNET, WIDE_RESNET)
 
 @dataclass(frozen=True)
 class Architecture:
-    """A named network of a family; ``recalibration`` fixed for compound models (SKNet, ResNeSt)."""
+    """A named network of a family; ``recalibration`` fixed for compound models (SKNet, ResNeSt),
+    with ``conv_options`` their conv replacement's architectural options."""
 
     family: Family
     arguments: dict[str, Any]
     recalibration: str | None = None
+    conv_options: dict[str, Any] = field(default_factory=dict)
 
     def takes_conv(self) -> bool:
         """Whether its bottlenecks have a 3×3 that SK or split attention can replace."""
@@ -174,6 +184,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "resnet50": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3])),
     "resnet101": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 23, 3])),
     "resnet152": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 8, 36, 3])),
+    # ResNet-D ("Bag of Tricks", He et al. 2019): deep stem, average-pool downsampling in the shortcut; timm's names
+    "resnet50d": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], deep_stem=True, stem_width=32,
+                                           avg_down=True)),
     "resnext50_32x4d": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], groups=32, width_per_group=4)),
     **{f"cifar_resnet{d}": Architecture(CIFAR_RESNET, dict(depth=d)) for d in (20, 32, 44, 56, 110)},
     "preact_resnet164": Architecture(PREACT_RESNET, dict(depth=164)),
@@ -182,6 +195,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "sknet50": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], groups=32, width_per_group=4), "sk"),
     "resnest50": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], deep_stem=True, stem_width=32,
                                            avg_down=True), "splat"),
+    # the official ResNeSt-50-fast (2s1x64d): the average pool carries the stride before the split-attention 3×3
+    "resnest50_fast": Architecture(RESNET, dict(block=Bottleneck, layers=[3, 4, 6, 3], deep_stem=True, stem_width=32,
+                                                avg_down=True), "splat", dict(avd_first=True)),
 }
 _WRN = re.compile(r"wrn(\d+)_(\d+)$")  # any WRN-d-k, beyond the named ones
 
@@ -201,7 +217,7 @@ def model_names() -> tuple[str, ...]:
     """
     plain = [name for name, entry in ARCHITECTURES.items() if entry.recalibration is None]
     compound = [name for name, entry in ARCHITECTURES.items() if entry.recalibration is not None]
-    prefixes = ("cmpe_se", "srm", "se", "ge", "eca")  # the listing's order, older names first
+    prefixes = ("cmpe_se", "srm", "se", "ge", "eca", "cbam")  # the listing's order, older names first
     return (*plain, *(f"{p}_{b}" for p in prefixes for b in plain), *compound)
 
 
@@ -251,7 +267,7 @@ def create_model(
     ``recalibration`` may replace the name's prefix (``resnet50`` +
     ``recalibration="srm"`` is ``srm_resnet50``); ``module_options`` go to the
     recalibration module (``pooling``, ``integration``, ``bn``, ``reduction``,
-    ``bias``, ``variant``, ``extent``, and every gate's ``identity_init``), None
+    ``bias``, ``variant``, ``extent``, ``kernel_size``, and every gate's ``identity_init``), None
     meaning the module's default.
     Incompatible combinations raise :class:`InvalidOptionError` naming the pair.
     """
@@ -277,6 +293,9 @@ def create_model(
     options = dict(stride_in_1x1=stride_in_1x1, dropout=dropout)
     family = entry.family
     _reject(arch, options, family.options)
+    if stride_in_1x1 is not None and not takes_stride_in_1x1(arch):
+        raise InvalidOptionError(f"model {arch!r} does not take option 'stride_in_1x1': its design puts each stage's "
+                                 "stride in the 3×3 and an average pool in the shortcut (ResNet-D)")
     chosen = {key: value for key, value in options.items() if key in family.options and value is not None}
     return family.build(num_classes, make_gate, make_conv, input_size or family.input_size, **entry.arguments, **chosen)
 
@@ -296,6 +315,13 @@ def _library_model(name: str, num_classes: int, recalibration: str | None, input
     return recalibrate(model, recalibration, input_size=input_size, **module_options)
 
 
+def takes_stride_in_1x1(name: str) -> bool:
+    """Whether architecture ``name`` has the v1 / v1.5 layout choice (an ImageNet ResNet without ResNet-D's
+    average-pool shortcut, which fixes the stride in the 3×3)."""
+    entry = architecture(name)
+    return entry is not None and entry.family is RESNET and not entry.arguments.get("avg_down")
+
+
 def _conv_for(arch: str, entry: Architecture, name: str, options: dict[str, Any]) -> ConvFactory:
     if not entry.takes_conv():
         first_width = 64 if entry.family is RESNET else 16 * entry.arguments.get("widen_factor", 1)
@@ -304,7 +330,7 @@ def _conv_for(arch: str, entry: Architecture, name: str, options: dict[str, Any]
             f"has no such block (its first stage is {first_width} channels wide); use it with "
             f"{[a for a, e in ARCHITECTURES.items() if e.takes_conv() and e.recalibration is None]}"
         )
-    return conv_factory(name, **options)
+    return conv_factory(name, entry.conv_options, **options)
 
 
 def default_input_size(name: str) -> int:

@@ -10,7 +10,7 @@ Every row's classes, input side, layout and parameters are recomputed (on the me
 shapes only). Multiply-adds need an fvcore trace of a real model — about ten minutes for
 all rows on two CPU cores — so they are recomputed for a representative subset,
 :data:`MACS_CHECKED`: every gate family (none, SE, SRM, GE, CMPE-SE with each of its
-variants, ECA, SK, split attention) and every architecture family (ImageNet basic-block and
+variants, ECA, CBAM, SK, split attention) and every architecture family (ImageNet basic-block and
 bottleneck ResNets, ResNeXt, CIFAR ResNets, the pre-activation ResNet-164, wide ResNets),
 and configs with other heads (100, 65 and 47 classes; a fine-tuning config). The eight
 ResNet-50/101 rows of the papers' comparison are recomputed exactly by
@@ -32,12 +32,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 GOLDEN = read_golden()
 MACS_CHECKED = (
     # ImageNet basic block, every channel gate
-    "resnet18", "se_resnet18", "srm_resnet18", "ge_resnet18", "cmpe_se_resnet18", "eca_resnet18",
+    "resnet18", "se_resnet18", "srm_resnet18", "ge_resnet18", "cmpe_se_resnet18", "eca_resnet18", "cbam_resnet18",
     # bottleneck, grouped bottleneck, and the conv replacements
     "srm_resnet50", "resnext50_32x4d", "sknet50", "resnest50",
+    # ResNet-D and ResNeSt-50-fast (equal multiply-adds, the throughput benchmark's pair)
+    "resnet50d", "resnest50_fast",
     # CIFAR ResNet, every channel gate
     "cifar_resnet20", "se_cifar_resnet20", "srm_cifar_resnet20", "ge_cifar_resnet20", "cmpe_se_cifar_resnet20",
-    "eca_cifar_resnet20",
+    "eca_cifar_resnet20", "cbam_cifar_resnet20",
     # pre-activation ResNet-164 with CMPE-SE's other designs
     "cmpe_se_preact_resnet164/pair_2x1", "cmpe_se_preact_resnet164/pair_1x1", "cmpe_se_preact_resnet164/folded_3x3",
     # wide ResNets

@@ -118,8 +118,8 @@ def _any_gate(key: str, channels: int = 16, side: int = 5) -> nn.Module | None:
         wrapper = DomainSpecific(_gate("srm", channels), 2).double().train()
         return wrapper
     options = {"ge": dict(name="ge", spatial_size=side), "ge_extent_2": dict(name="ge", variant="theta_plus", extent=2),
-               "cmpe_se": dict(name="cmpe_se", variant="pair_1x1", maps=2), "srm_max": dict(name="srm", pooling=("avg", "max"))
-               }.get(key, GATES.get(key))
+               "cmpe_se": dict(name="cmpe_se", variant="pair_1x1", maps=2),
+               "srm_max": dict(name="srm", pooling=("avg", "max")), "cbam": dict(name="cbam")}.get(key, GATES.get(key))
     options = dict(options)
     gate = create_recalibration(options.pop("name"), channels, **options).double().train()
     with torch.no_grad():
@@ -128,7 +128,8 @@ def _any_gate(key: str, channels: int = 16, side: int = 5) -> nn.Module | None:
     return gate
 
 
-@pytest.mark.parametrize("key", ["none", "srm", "se", "eca", "srm_max", "ge", "ge_extent_2", "cmpe_se", "wrapped_srm"])
+@pytest.mark.parametrize("key", ["none", "srm", "se", "eca", "srm_max", "ge", "ge_extent_2", "cmpe_se", "cbam",
+                                 "wrapped_srm"])
 @pytest.mark.parametrize("with_norm", [True, False], ids=["bn", "no_bn"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "inference"])
 def test_block_end_equals_its_reference(key: str, with_norm: bool, training: bool) -> None:

@@ -44,7 +44,8 @@ def test_masking_a_channel_zeroes_exactly_that_channel(name: str, options: dict,
             assert torch.count_nonzero(reference[:, k]) > 0
 
 
-@pytest.mark.parametrize("name, size", [("srm_resnet18", 32), ("se_cifar_resnet20", 8), ("cmpe_se_preact_resnet164", 8), ("ge_wrn16_2", 8)])
+@pytest.mark.parametrize("name, size", [("srm_resnet18", 32), ("se_cifar_resnet20", 8), ("cmpe_se_preact_resnet164", 8),
+                                        ("ge_wrn16_2", 8), ("cbam_cifar_resnet20", 8)])
 def test_mask_zeroes_the_residual_branch_inside_a_model(name: str, size: int, randomize) -> None:
     """Inside a block the gated residual is fused with the addition (and ReLU): a masked
     channel of the block's output is exactly its shortcut (post-activation: relu of it)."""

@@ -33,6 +33,7 @@ MODULES = {
     "cmpe_se_pair_1x1": lambda: create_recalibration("cmpe_se", C, variant="pair_1x1", maps=2),
     "cmpe_se_folded": lambda: create_recalibration("cmpe_se", C, variant="folded_3x3", maps=2, row_width=8),
     "eca": lambda: create_recalibration("eca", C),
+    "cbam": lambda: create_recalibration("cbam", C),
     "sk": lambda: create_conv("sk", 64, 64, 1, 32),
     "splat": lambda: create_conv("splat", 64, 64, 2, 1),
 }
@@ -144,7 +145,7 @@ def test_bf16_autocast_runs_and_stays_finite(name: str, randomize) -> None:
 
 
 @pytest.mark.parametrize("name", ["srm_resnet50", "ge_resnet50", "se_resnet18", "srm_preact_resnet164",
-                                  "srm_wrn16_2", "sknet50", "resnest50", "cmpe_se_cifar_resnet20"])
+                                  "srm_wrn16_2", "sknet50", "resnest50", "cmpe_se_cifar_resnet20", "cbam_resnet18"])
 def test_fuse_keeps_the_function_in_float64(name: str, randomize) -> None:
     size = 64
     model = randomize(create_model(name, 10, input_size=size), scale=0.2).double().eval()
@@ -154,7 +155,7 @@ def test_fuse_keeps_the_function_in_float64(name: str, randomize) -> None:
         assert relative_difference(fused(x), model(x)) < 1e-10
     bns = lambda m: sum(isinstance(q, nn.BatchNorm2d) for q in m.modules())  # noqa: E731
     assert bns(fused) < bns(model)
-    if name in ("srm_resnet50", "ge_resnet50", "se_resnet18", "cmpe_se_cifar_resnet20"):
+    if name in ("srm_resnet50", "ge_resnet50", "se_resnet18", "cmpe_se_cifar_resnet20", "cbam_resnet18"):
         assert bns(fused) == 0
     assert not any(type(m).__name__ == "SRM" for m in fused.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the input model is untouched

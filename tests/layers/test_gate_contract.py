@@ -31,12 +31,14 @@ def test_gate_forward_takes_the_map_and_only_cmpe_se_also_the_shortcut(gate_clas
 def test_every_gate_module_returns_the_map_times_its_gate_and_mask(randomize) -> None:
     x, shortcut = torch.randn(2, 32, 6, 6), torch.randn(2, 32, 6, 6)
     options = {"ge": dict(spatial_size=6), "cmpe_se": dict(variant="pair_1x1", maps=2)}
-    for name in ("srm", "se", "eca", "ge", "cmpe_se"):
+    for name in ("srm", "se", "eca", "ge", "cmpe_se", "cbam"):
         gate = randomize(create_recalibration(name, 32, **options.get(name, {}))).eval()
         gate.channel_mask[::3] = 0
         arguments = (x, shortcut) if gate.takes_shortcut else (x,)
         with torch.no_grad():
             expected = x * (gate.gate(*arguments) * gate.channel_mask)[:, :, None, None]
+            if not gate.rescales_only:  # CBAM: then its spatial gate of that product
+                expected = expected * gate.spatial_gate(expected)
             torch.testing.assert_close(gate(*arguments), expected)
 
 

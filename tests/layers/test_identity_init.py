@@ -26,6 +26,7 @@ VARIANTS = {
     "srm_mlp": ("srm", dict(integration="mlp")),
     "se": ("se", {}),
     "eca": ("eca", {}),
+    "cbam": ("cbam", {}),
     "ge_theta_global": ("ge", dict(spatial_size=SIDE)),
     **{f"ge_theta_extent{e}": ("ge", dict(extent=e)) for e in (2, 4, 8)},
     "ge_theta_plus_global": ("ge", dict(variant="theta_plus", spatial_size=SIDE)),
@@ -103,7 +104,7 @@ def test_a_block_end_with_an_identity_gate_is_the_plain_block_end_and_one_step_m
     assert moved.min() >= 0 and moved.max() <= 2
 
 
-@pytest.mark.parametrize("key", ["srm_cfc", "se", "eca", "ge_theta_extent2", "cmpe_se_pair_1x1"])
+@pytest.mark.parametrize("key", ["srm_cfc", "se", "eca", "ge_theta_extent2", "cmpe_se_pair_1x1", "cbam"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "inference"])
 def test_every_path_applies_the_amplitude_once_and_shows_hooks_the_applied_gate(key: str, training: bool) -> None:
     # trained away from the identity: the gate ranges over [0, 2]

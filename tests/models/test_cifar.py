@@ -91,6 +91,7 @@ def test_preactivation_gate_sits_after_the_last_conv(name: str, block_index: int
 @pytest.mark.parametrize(
     "name",
     ["cifar_resnet20", "srm_cifar_resnet20", "se_cifar_resnet56", "ge_cifar_resnet20", "eca_cifar_resnet20",
+     "cbam_cifar_resnet20",
      "preact_resnet164", "srm_preact_resnet164", "wrn16_2", "srm_wrn16_2", "ge_wrn16_2"],
 )
 def test_train_step_at_32_pixels(name: str) -> None:

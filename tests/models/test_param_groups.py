@@ -27,7 +27,8 @@ def test_exactly_the_srm_cfc_and_bn_parameters(name: str, modules: int) -> None:
     assert id(model.bn1.weight) not in _ids(group) and id(model.fc.bias) not in _ids(group)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "se_resnet50", "ge_resnet50", "cmpe_se_resnet50", "eca_resnet50", "sknet50"])
+@pytest.mark.parametrize("name", ["resnet50", "se_resnet50", "ge_resnet50", "cmpe_se_resnet50", "eca_resnet50",
+                                  "cbam_resnet50", "sknet50"])
 def test_no_group_for_models_without_srm(name: str) -> None:
     assert no_weight_decay_parameters(create_model(name)) == []
 

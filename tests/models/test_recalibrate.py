@@ -88,8 +88,8 @@ def test_timm_stochastic_depth_and_shortcut_gates() -> None:
     model = recalibrate(timm.create_model("resnet18", num_classes=10, drop_path_rate=0.2), "cmpe_se")
     assert sum(isinstance(m, ChannelGate) for m in model.modules()) == 8
     block, seen = model.layer4[1], {}
-    block.gate.register_forward_hook(lambda m, args, out: seen.setdefault("gate", out))
-    block.drop_path.register_forward_hook(lambda m, args, out: seen.setdefault("dropped", args[0]))
+    block.gate.register_forward_hook(lambda m, args, out: seen.update(gate=out))
+    block.drop_path.register_forward_hook(lambda m, args, out: seen.update(dropped=args[0]))
     model.train()(torch.randn(2, 3, 64, 64)).sum().backward()
     assert seen["dropped"] is seen["gate"] and block.gate.fc_out.weight.grad is not None
     with pytest.raises(InvalidOptionError, match=r"cmpe_se.*ResNet.*squeeze-excitation modules"):
@@ -97,7 +97,8 @@ def test_timm_stochastic_depth_and_shortcut_gates() -> None:
 
 
 @pytest.mark.parametrize("recalibration, options", [("se", {}), ("eca", {}), ("ge", {"input_size": 64}),
-                                                    ("cmpe_se", {}), ("srm", {"pooling": ["avg", "max"]})])
+                                                    ("cmpe_se", {}), ("srm", {"pooling": ["avg", "max"]}),
+                                                    ("cbam", {})])
 def test_every_gate_goes_into_a_residual_network(recalibration: str, options: dict) -> None:
     model = recalibrate(torchvision.models.resnet18(num_classes=10), recalibration, **options)
     assert sum(isinstance(m, ChannelGate) for m in model.modules()) == 8

@@ -20,7 +20,7 @@ def test_model_names_cover_the_spec() -> None:
     for base in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                  "cifar_resnet20", "cifar_resnet32", "cifar_resnet56", "cifar_resnet110", "preact_resnet164", "wrn28_10"):
         assert base in names
-        for prefix in ("se_", "srm_", "ge_", "cmpe_se_"):
+        for prefix in ("se_", "srm_", "ge_", "cmpe_se_", "eca_", "cbam_"):
             assert prefix + base in names
     assert {"sknet50", "resnest50", "srm_resnet50", "cmpe_se_preact_resnet164"} <= names
 
@@ -98,6 +98,7 @@ def test_conflicting_prefix_and_recalibration_names_both() -> None:
         ("ge_resnet50", dict(integration="cfc"), ["'ge'", "'integration'"]),
         ("cmpe_se_resnet50", dict(extent=2), ["'cmpe_se'", "'extent'"]),
         ("eca_resnet50", dict(reduction=8), ["'eca'", "'reduction'"]),
+        ("cbam_resnet50", dict(pooling=["avg"]), ["'cbam'", "'pooling'"]),
         ("srm_resnet50", dict(colour="blue"), ["'srm'", "'colour'"]),
         ("resnet50", dict(pooling=["avg"]), ["'resnet50'", "'pooling'"]),
         ("cifar_resnet20", dict(stride_in_1x1=True), ["'cifar_resnet20'", "'stride_in_1x1'"]),

@@ -94,7 +94,8 @@ def test_gated_channels_of_resnet50() -> None:
     assert [g.channels for g in gates] == [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
 
 
-@pytest.mark.parametrize("name", ["srm_resnet50", "se_resnet18", "cmpe_se_resnet50", "eca_resnet18", "resnext50_32x4d"])
+@pytest.mark.parametrize("name", ["srm_resnet50", "se_resnet18", "cmpe_se_resnet50", "eca_resnet18", "cbam_resnet18",
+                                  "resnext50_32x4d"])
 def test_train_step_at_small_input(name: str) -> None:
     model = create_model(name, 10)
     out = model(torch.randn(2, 3, 32, 32))

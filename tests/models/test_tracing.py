@@ -18,7 +18,7 @@ from recal.models import create_model
 from recal.models.cifar import preact_resnet
 from recal.models.registry import gate_factory
 
-GATES = ["", "srm_", "se_", "eca_", "ge_", "cmpe_se_"]
+GATES = ["", "srm_", "se_", "eca_", "ge_", "cmpe_se_", "cbam_"]
 # preact_resnet11 (one block per stage; built below) stands for the 164-layer network: the same blocks
 ARCHITECTURES = {"resnet18": 64, "resnet50": 64, "cifar_resnet20": 32, "preact_resnet11": 32, "wrn16_2": 32}
 NETWORKS = [(gate + arch, size, {}) for arch, size in ARCHITECTURES.items() for gate in GATES]
