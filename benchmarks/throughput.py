@@ -50,18 +50,18 @@ def _add_options(parser) -> None:
 
 
 def throughput_plot(rows: list[dict], title: str, path: Path) -> Path:
-    """Multiply-adds against images/s, one point per model and mode, names beside the points."""
-    fig, ax = plots.plt.subplots(figsize=(7.0, 4.5))
-    for mode, marker in (("train", "o"), ("inference", "s")):
-        ax.scatter([r["GMACs"] for r in rows], [r[f"{mode} img/s"] for r in rows], marker=marker, label=mode)
-        for r in rows:
+    """Multiply-adds against images/s, one panel per mode, one labelled point per model."""
+    fig, axes = plots.plt.subplots(1, 2, figsize=(10.0, 4.2), sharex=True)
+    for ax, mode in zip(axes, ("train", "inference")):
+        for i, r in enumerate(rows):
+            ax.scatter(r["GMACs"], r[f"{mode} img/s"], color=f"C{i % 10}")
             ax.annotate(r["model"], (r["GMACs"], r[f"{mode} img/s"]), fontsize=6, xytext=(3, 2),
                         textcoords="offset points")
-    ax.set_xlabel("multiply-adds per image (G)")
-    ax.set_ylabel("images / s")
-    ax.set_title(title, fontsize=9, loc="left")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        ax.set_xlabel("multiply-adds per image (G)")
+        ax.set_ylabel(f"{mode} images / s")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return plots.save(fig, path)
 
 

@@ -80,7 +80,7 @@ class Row:
     candidate_ms: float
     ratio: float
     goal: str
-    passed: bool
+    passed: bool | None  # None: a figure reported, with no goal to pass
 
 
 def print_table(title: str, rows: list[Row]) -> None:
@@ -89,7 +89,7 @@ def print_table(title: str, rows: list[Row]) -> None:
     print("| target | baseline ms | recal ms | ratio | goal | result |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r.target} | {r.baseline_ms:.2f} | {r.candidate_ms:.2f} | {r.ratio:.2f} | {r.goal} | {'PASS' if r.passed else 'FAIL'} |")
+        print(f"| {r.target} | {r.baseline_ms:.2f} | {r.candidate_ms:.2f} | {r.ratio:.2f} | {r.goal} | {'—' if r.passed is None else 'PASS' if r.passed else 'FAIL'} |")
 
 
 def benchmark_args(description: str, repeats: int = 7, images: bool = False,
