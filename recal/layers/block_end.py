@@ -8,7 +8,8 @@ two fast paths behind it:
 
 - in training, SRM, SE and ECA run the whole end — the block's BatchNorm absorbed
   into the statistics, the gate, the rescale, the addition and the ReLU — as one
-  autograd node (:mod:`recal.layers.kernels.pooled_block_end`); the other gates run
+  autograd node (:mod:`recal.layers.kernels.pooled_block_end`; a ghost BatchNorm,
+  :mod:`recal.layers.ghost_norm`, is not absorbed: it runs first, the rest is the node); the other gates run
   rescale + add + ReLU as one (:mod:`recal.layers.kernels.gated_add`) — except CBAM,
   whose forward also applies its spatial gate (``rescales_only = False``): it is called
   as a module, like a wrapper, and only the addition and ReLU stay here;

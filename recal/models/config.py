@@ -5,7 +5,8 @@ bad value — ``pooling: [avg, foo]``, an unknown model or module — is rejecte
 config is parsed, with the list of valid values, before anything is built. Its fields
 are not written out here: they are the options the registry's modules declare
 (``user_options``, typed by their constructors' annotations), every gate's
-``identity_init`` and the networks' backbone options, so that a new module's options
+``identity_init`` and the networks' backbone options (``bn_group_size``, every network's:
+ghost BatchNorm, :mod:`recal.layers.ghost_norm`), so that a new module's options
 reach configs without a second declaration.
 Options left at None take the module's default; an option the chosen module does not
 take is an error naming both when the model is built. A number out of range for any
@@ -55,8 +56,9 @@ def _module_option_types() -> dict[str, Any]:
 
 def _backbone_option_types() -> dict[str, Any]:
     types = {option: kind for family in FAMILIES for option, kind in family.option_types.items()}
-    order = ("stride_in_1x1", "input_size", "dropout")  # the order of today's configs and checkpoints
-    return {option: {**types, "input_size": int}[option] for option in order}
+    # the order of today's configs and checkpoints; bn_group_size (every network's) came later
+    order = ("stride_in_1x1", "input_size", "dropout", "bn_group_size")
+    return {option: {**types, "input_size": int, "bn_group_size": int}[option] for option in order}
 
 
 @dataclasses.dataclass
@@ -72,7 +74,7 @@ class _BackboneConfigMethods:
             raise InvalidOptionError(f"{OPTION}.name: {error}") from None
         self.name = str(self.name)  # plain data in checkpoints (they are read with weights_only)
         # a bool is an int to Python: reduction: true must not pass as 1
-        for option in ("reduction", "input_size"):
+        for option in ("reduction", "input_size", "bn_group_size"):
             value = getattr(self, option)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InvalidOptionError(f"{OPTION}.{option}={value!r}: expected a positive integer")

@@ -9,6 +9,7 @@ In eval mode every BatchNorm is a fixed per-channel affine, so
   with w'_ck = s_c w_ck, b'_c = β_c − μ_c s_c, s_c = γ_c / sqrt(σ²_c + ε):
   a :class:`FusedSRM` with the same pooling, ``channel_mask`` and amplitude (an
   identity-initialised SRM's factor 2 is not a parameter: fuse folds it along).
+A ghost BatchNorm (``bn_group_size``) is a plain one in eval mode and merges like one.
 Pre-activation blocks (BN → ReLU → conv) have no conv before their BN to merge
 into; their BNs stay. Fused and unfused models agree to rounding (1e-10
 relative in float64, tested).
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from recal.layers.gate import PooledGate
+from recal.layers.ghost_norm import use_plain_batch_norm
 from recal.layers.srm import SRM
 
 
@@ -98,7 +100,8 @@ def fuse(model: nn.Module) -> nn.Module:
     :func:`recal.models.recalibrate.recalibrate` changed; what cannot be fused
     (pre-activation BNs, SRM's MLP integration, a BN fused with its activation) is kept as is.
     """
-    fused = copy.deepcopy(model).eval()
+    # in eval mode a ghost BatchNorm is the plain one: made plain, the graph shows it as a module to merge
+    fused = use_plain_batch_norm(copy.deepcopy(model)).eval()
     for name, module in list(fused.named_modules()):
         if isinstance(module, SRM) and module.integration == "cfc":
             _replace(fused, name, FusedSRM(module))

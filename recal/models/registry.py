@@ -20,6 +20,7 @@ from recal.errors import InvalidOptionError
 from recal.layers import (CBAM, CMPESE, ECA, SE, SRM, ChannelGate, GatherExcite, SelectiveKernelConv,
                           SplitAttentionConv)
 from recal.layers.block_context import BlockContext
+from recal.layers.ghost_norm import check_group_size, use_ghost_batch_norm
 from recal.models.cifar import CifarResNet, cifar_resnet, preact_resnet, wide_resnet
 from recal.models.libraries import build_library_model, check_library_name, is_library_name
 from recal.models.parts import ConvFactory, GateFactory
@@ -45,6 +46,14 @@ def _check_options(name: str, options: dict[str, Any], accepted: tuple[str, ...]
     extra = [key for key in options if key not in accepted]
     if extra:
         raise InvalidOptionError(f"recalibration {name!r} does not take option {extra[0]!r}; it takes {list(accepted)}")
+    _check_reduction(options)
+
+
+def _check_reduction(options: dict[str, Any]) -> None:
+    # every module divides channels by it: 0 would be a ZeroDivisionError deep in a constructor
+    reduction = options.get("reduction")
+    if reduction is not None and (isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1):
+        raise InvalidOptionError(f"option 'reduction'={reduction!r}: expected a positive integer")
 
 
 def create_recalibration(name: str, channels: int, identity_init: bool = False, **options: Any) -> ChannelGate:
@@ -260,6 +269,7 @@ def create_model(
     stride_in_1x1: bool | None = None,
     input_size: int | None = None,
     dropout: float | None = None,
+    bn_group_size: int | None = None,
     **module_options: Any,
 ) -> nn.Module:
     """Build model ``name`` (e.g. ``srm_resnet50``, ``cifar_resnet56``, ``wrn28_10``, ``sknet50``).
@@ -269,13 +279,22 @@ def create_model(
     recalibration module (``pooling``, ``integration``, ``bn``, ``reduction``,
     ``bias``, ``variant``, ``extent``, ``kernel_size``, and every gate's ``identity_init``), None
     meaning the module's default.
+    ``bn_group_size`` (any network, None: off) makes every BatchNorm of the built network —
+    the backbone's and the gates' — compute its batch statistics over groups of that many
+    images (:mod:`recal.layers.ghost_norm`), as DataParallel's replicas did.
     Incompatible combinations raise :class:`InvalidOptionError` naming the pair.
     """
     module_options = {key: value for key, value in module_options.items() if value is not None}
-    reduction = module_options.get("reduction")
-    # every module divides channels by it: 0 would be a ZeroDivisionError deep in a constructor
-    if reduction is not None and (isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1):
-        raise InvalidOptionError(f"option 'reduction'={reduction!r}: expected a positive integer")
+    _check_reduction(module_options)
+    if bn_group_size is not None:  # before building: a bad value must not cost a network's construction
+        check_group_size("option 'bn_group_size'", bn_group_size)
+    model = _network(name, num_classes, recalibration, stride_in_1x1, input_size, dropout, module_options)
+    return model if bn_group_size is None else use_ghost_batch_norm(model, bn_group_size)
+
+
+def _network(name: str, num_classes: int, recalibration: str | None, stride_in_1x1: bool | None,
+             input_size: int | None, dropout: float | None, module_options: dict[str, Any]) -> nn.Module:
+    """The network :func:`create_model` describes, its BatchNorms plain."""
     arch, prefix = parse_model_name(name)
     if is_library_name(arch):
         return _library_model(arch, num_classes, recalibration, input_size,

@@ -116,6 +116,20 @@ class ClassificationTask(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
+    def check_batch_norms(self) -> None:
+        """Refuse ghost BatchNorm turned into SyncBatchNorm: ``trainer.sync_batchnorm`` replaces every BatchNorm.
+
+        Called from :meth:`configure_optimizers`, which Lightning runs after the strategy has
+        converted the network's BatchNorms (it would otherwise train with neither statistics asked for).
+        """
+        backbone = self.hparams.backbone  # the dataclass, or a dict once read back from a checkpoint
+        group = backbone.get("bn_group_size") if isinstance(backbone, dict) else backbone.bn_group_size
+        if group and any(isinstance(m, nn.SyncBatchNorm) for m in self.model.modules()):
+            raise InvalidOptionError(
+                f"model.backbone.bn_group_size={group} (statistics per group of {group} images) and "
+                "trainer.sync_batchnorm: true (statistics over every process's images) ask for two different "
+                "BatchNorms; set one of them")
+
     # ------------------------------------------------------------------ training
     def mixup(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
         """Mix the batch with a permutation of itself; returns x, y, y[perm], λ."""
@@ -199,6 +213,7 @@ class ClassificationTask(L.LightningModule):
 
     # ----------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> Any:
+        self.check_batch_norms()
         optimizer = self.optimizer_factory(parameter_groups(self.model, self.hparams.no_weight_decay))
         scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
         scheduler = with_warmup(optimizer, scheduler, self.hparams.warmup_epochs)

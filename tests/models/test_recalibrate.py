@@ -112,6 +112,8 @@ def test_refusals_name_the_problem() -> None:
         recalibrate(torchvision.models.alexnet(), "srm")
     with pytest.raises(InvalidOptionError, match="input_size"):
         recalibrate(torchvision.models.resnet18(), "ge")
+    with pytest.raises(InvalidOptionError, match=r"'reduction'=0: expected a positive integer"):
+        recalibrate(torchvision.models.resnet18(), "se", reduction=0)
     with pytest.raises(InvalidOptionError, match=r"cmpe_se.*shortcut.*MobileNetV2"):
         recalibrate(torchvision.models.mobilenet_v2(), "cmpe_se")
 

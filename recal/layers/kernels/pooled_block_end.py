@@ -51,9 +51,11 @@ def closed_form(pooling: Sequence[str]) -> bool:
 def absorbable_norm(norm: nn.Module | None, x: Tensor) -> bool:
     """Whether ``norm`` can be absorbed into the node: a plain training-mode BatchNorm2d, float32/64, no hooks.
 
-    SyncBatchNorm (its statistics span processes), eval-mode BN (a fixed affine
-    the caller applies), autocast (BN's dtype rules) and hooked modules take the
-    plain path.
+    SyncBatchNorm (its statistics span processes), a ghost BatchNorm (its statistics
+    are per group of images, :mod:`recal.layers.ghost_norm`: the caller applies it and
+    the node keeps the rest), eval-mode BN (a fixed affine the caller applies), autocast
+    (BN's dtype rules) and hooked modules take the plain path. The exact-type test is
+    what refuses subclasses.
     """
     return (type(norm) is nn.BatchNorm2d and norm.training and x.dtype in (torch.float32, torch.float64)
             and not torch.is_autocast_enabled(x.device.type)
