@@ -285,7 +285,6 @@ def create_model(
     Incompatible combinations raise :class:`InvalidOptionError` naming the pair.
     """
     module_options = {key: value for key, value in module_options.items() if value is not None}
-    _check_reduction(module_options)
     if bn_group_size is not None:  # before building: a bad value must not cost a network's construction
         check_group_size("option 'bn_group_size'", bn_group_size)
     model = _network(name, num_classes, recalibration, stride_in_1x1, input_size, dropout, module_options)

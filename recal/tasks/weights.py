@@ -99,8 +99,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path, head: str | None =
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(head + ".")}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
     gates = tuple(name + "." for name, m in model.named_modules() if isinstance(m, ChannelGate))
-    loaded = LoadedWeights([k for k in own if k not in state and k.startswith(gates)] if gates else [],
-                           [k for k in state if k not in own and k.startswith(gates)] if gates else [])
+    loaded = LoadedWeights([k for k in own if k not in state and k.startswith(gates)],
+                           [k for k in state if k not in own and k.startswith(gates)])
     if allow_missing_gates:
         own = {k: v for k, v in own.items() if k not in loaded.missing_gates}
         state = {k: v for k, v in state.items() if k not in loaded.replaced}
@@ -113,4 +113,4 @@ def load_backbone_weights(model: nn.Module, path: str | Path, head: str | None =
         name = model_name or type(model).__name__
         raise CheckpointMismatchError(f"weights file {path} does not fit {name}: " + "; ".join(differences))
     model.load_state_dict(state, strict=False)
-    return loaded if allow_missing_gates else LoadedWeights([], [])
+    return loaded  # without allow_missing_gates, anything left out was an error above
