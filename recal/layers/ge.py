@@ -19,7 +19,11 @@ pool (θ⁻), and the gate is spatial, (N, C, H, W), after nearest upsampling.
 
 The global depthwise kernel needs the feature-map size at construction
 (``spatial_size``; backbones derive it from their ``input_size``); a forward at
-any other size raises a ValueError naming both sizes. Unlike timm 1.0.31's
+any other size raises an error naming both sizes — unless ``pool_to_built_size`` is set
+(:func:`allow_any_map_size`; detection and segmentation, whose images vary in size, set it):
+then a map of any other size is adaptive-average-pooled to the ``spatial_size``×``spatial_size``
+the gather was built for, and the learned gather applies to that. At the built size nothing is
+pooled, so the gate is exactly the classification one. Unlike timm 1.0.31's
 GatherExcite we never pad the "global" convolution (timm's gives a 55×55 output
 at 56×56 input).
 """
@@ -65,6 +69,22 @@ def checked_map_size(x: Tensor, size: int) -> Tensor:
     return x
 
 
+def map_at_built_size(x: Tensor, size: int, pool: bool) -> Tensor:
+    """``x`` at the ``size``×``size`` the global gather was built for: unchanged at that size, else
+    adaptive-average-pooled to it when ``pool``, else an error naming both sizes."""
+    if not pool or tuple(x.shape[-2:]) == (size, size):
+        return checked_map_size(x, size)
+    return F.adaptive_avg_pool2d(x, size)
+
+
+def allow_any_map_size(model: nn.Module) -> int:
+    """Let every global GE gather in ``model`` take maps of any size (pooled to its built size); returns how many."""
+    gates = [m for m in model.modules() if isinstance(m, GatherExcite) and m.extent == "global"]
+    for gate in gates:
+        gate.pool_to_built_size = True
+    return len(gates)
+
+
 def upsample_nearest(g: Tensor, like: Tensor) -> Tensor:
     """``g`` upsampled (nearest) to ``like``'s H×W."""
     return F.interpolate(g, size=like.shape[-2:], mode="nearest")
@@ -72,6 +92,7 @@ def upsample_nearest(g: Tensor, like: Tensor) -> Tensor:
 
 # leaves of traced graphs: their size arithmetic is Python on the map's shape
 torch.fx.wrap("checked_map_size")
+torch.fx.wrap("map_at_built_size")
 torch.fx.wrap("upsample_nearest")
 
 
@@ -98,6 +119,7 @@ class GatherExcite(ChannelGate):
         _check_options(variant, extent, spatial_size)
         self.variant, self.extent, self.spatial_size = variant, extent, spatial_size
         self.spatial = extent != "global"
+        self.pool_to_built_size = False  # see allow_any_map_size
         if variant != "theta_minus":
             self.gather = self._conv_gather(channels, extent, spatial_size)
         if variant == "theta_plus":
@@ -126,7 +148,7 @@ class GatherExcite(ChannelGate):
 
     def gate(self, x: Tensor) -> Tensor:
         if self.extent == "global" and self.variant != "theta_minus":
-            x = checked_map_size(x, self.spatial_size)
+            x = map_at_built_size(x, self.spatial_size, self.pool_to_built_size)
         if self.variant == "theta_minus":
             if self.extent == "global":
                 return torch.sigmoid(x.mean(dim=(2, 3)))

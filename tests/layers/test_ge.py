@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recal.models import create_model, create_recalibration
-from recal.layers.ge import GatherExcite
+from recal.layers.ge import GatherExcite, allow_any_map_size
 
 
 def _stage_kernels(model: nn.Module, stages: tuple[str, ...]) -> list[int]:
@@ -178,3 +178,23 @@ def test_the_global_dot_node_equals_the_readable_einsum() -> None:
         results.append([z.detach()] + [t.grad for t in leaves])
     for fast, reference in zip(*results):
         torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["theta", "theta_plus"])
+def test_pooled_to_the_built_size_other_maps_gate_as_their_pooled_map(variant: str, randomize) -> None:
+    ge = randomize(GatherExcite(8, variant=variant, extent="global", spatial_size=7).eval())
+    built = torch.randn(2, 8, 7, 7)
+    expected = ge.gate(built)
+    assert allow_any_map_size(ge) == 1
+    assert torch.equal(ge.gate(built), expected)  # nothing pooled at the built size: bit for bit
+    for h, w in ((10, 13), (5, 9)):
+        x = torch.randn(2, 8, h, w)
+        out = ge(x)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        torch.testing.assert_close(ge.gate(x), ge.gate(F.adaptive_avg_pool2d(x, 7)), rtol=0, atol=0)
+
+
+def test_allow_any_map_size_leaves_finite_extents_alone() -> None:
+    model = nn.Sequential(GatherExcite(8, extent=2), GatherExcite(8, extent="global", spatial_size=4))
+    assert allow_any_map_size(model) == 1
+    assert not model[0].pool_to_built_size and model[1].pool_to_built_size
