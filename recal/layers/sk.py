@@ -8,7 +8,9 @@ BatchNorm and ReLU.
 Two branches — 3×3 grouped conv and 3×3 dilation-2 grouped conv (G = 32), each
 BN + ReLU — are summed, globally average-pooled, reduced by FC C→d
 (d = max(C/16, 32), no bias) → BN → ReLU, expanded by FC d→2C (no bias), and a
-softmax over the two branches weighs their sum. SKNet-50 (ResNeXt-50 32×4d with
+softmax over the two branches weighs their sum. In a dilated stage
+(``replace_stride_with_dilation``) the branches are dilated d and 2d, as timm's
+``SelectiveKernel`` scales them. SKNet-50 (ResNeXt-50 32×4d with
 SK in place of every 3×3) has 27,479,784 parameters (paper: 27.5M). Not a gate
 module: it has no (N, C) gate and no ``channel_mask``.
 """
@@ -32,10 +34,11 @@ class SelectiveKernelConv(nn.Module):
 
     user_options = ("reduction",)
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, groups: int = 32, reduction: int = 16, min_dim: int = 32) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, groups: int = 32, reduction: int = 16, min_dim: int = 32,
+                 dilation: int = 1) -> None:
         super().__init__()
         d = max(out_ch // reduction, min_dim)
-        self.branches = nn.ModuleList([_branch(in_ch, out_ch, stride, groups, dilation) for dilation in (1, 2)])
+        self.branches = nn.ModuleList([_branch(in_ch, out_ch, stride, groups, dilation * k) for k in (1, 2)])
         self.fc_reduce = nn.Sequential(nn.Linear(out_ch, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True))
         self.fc_select = nn.Linear(d, 2 * out_ch, bias=False)
 

@@ -10,7 +10,8 @@ so that the split-attention convolution runs on the downsampled map.
 
 radix 2, cardinality ``groups`` (1 in ResNeSt-50), reduction 4 with at least 32
 attention channels (rounded to a multiple of 8 as the official code), rSoftMax
-over the radix. Not a gate module: no (N, C) gate and no ``channel_mask``.
+over the radix. ``dilation`` (a dilated stage, ``replace_stride_with_dilation``) dilates the
+3×3 as the official code's ``dilation``. Not a gate module: no (N, C) gate and no ``channel_mask``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ class SplitAttentionConv(nn.Module):
     architecture_options = ("avd_first",)  # set by a named architecture (ResNeSt-fast), not by users
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, radix: int = 2, reduction: int = 4,
-                 avd: bool = True, avd_first: bool = False) -> None:
+                 avd: bool = True, avd_first: bool = False, dilation: int = 1) -> None:
         super().__init__()
         self.radix, self.avd_first = radix, avd_first
         conv_stride = 1 if avd else stride
         attn = _attention_channels(in_ch, radix, reduction)
-        self.conv = nn.Conv2d(in_ch, out_ch * radix, 3, conv_stride, padding=1, groups=groups * radix, bias=False)
+        self.conv = nn.Conv2d(in_ch, out_ch * radix, 3, conv_stride, padding=dilation, dilation=dilation,
+                              groups=groups * radix, bias=False)
         self.bn0 = nn.BatchNorm2d(out_ch * radix)
         self.act0 = nn.ReLU(inplace=True)
         self.fc1 = nn.Conv2d(out_ch, attn, 1, groups=groups)

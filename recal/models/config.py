@@ -27,6 +27,7 @@ from torch import nn
 from recal.errors import InvalidOptionError
 from recal.layers import CBAM, CMPESE, SE, SRM, GatherExcite
 from recal.models.registry import FAMILIES, MODULES, create_model, parse_model_name
+from recal.models.resnet import check_dilation
 
 OPTION = "model.backbone"
 
@@ -56,8 +57,9 @@ def _module_option_types() -> dict[str, Any]:
 
 def _backbone_option_types() -> dict[str, Any]:
     types = {option: kind for family in FAMILIES for option, kind in family.option_types.items()}
-    # the order of today's configs and checkpoints; bn_group_size (every network's) came later
-    order = ("stride_in_1x1", "input_size", "dropout", "bn_group_size")
+    # the order of today's configs and checkpoints; bn_group_size (every network's) came later, then
+    # replace_stride_with_dilation (the ImageNet ResNets', for dense prediction)
+    order = ("stride_in_1x1", "input_size", "dropout", "bn_group_size", "replace_stride_with_dilation")
     return {option: {**types, "input_size": int, "bn_group_size": int}[option] for option in order}
 
 
@@ -83,6 +85,9 @@ class _BackboneConfigMethods:
             raise InvalidOptionError(f"{OPTION}.extent={self.extent!r}: expected one of {list(extents)}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise InvalidOptionError(f"{OPTION}.dropout={self.dropout!r}: expected a probability in [0, 1)")
+        if self.replace_stride_with_dilation is not None:
+            self.replace_stride_with_dilation = list(check_dilation(
+                self.replace_stride_with_dilation, f"{OPTION}.replace_stride_with_dilation"))
 
     def build(self, num_classes: int) -> nn.Module:
         """Instantiate the network with ``num_classes`` outputs."""

@@ -18,8 +18,8 @@ class GateFactory(Protocol):
     def __call__(self, context: BlockContext) -> nn.Module: ...
 
 
-ConvFactory = Callable[[int, int, int, int], nn.Module]
-"""(in_ch, out_ch, stride, groups) → a 3×3 conv replacement that includes its BN and ReLU."""
+ConvFactory = Callable[[int, int, int, int, int], nn.Module]
+"""(in_ch, out_ch, stride, groups, dilation) → a 3×3 conv replacement that includes its BN and ReLU."""
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:

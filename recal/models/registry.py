@@ -115,12 +115,15 @@ def conv_factory(name: str, fixed: dict[str, Any] | None = None, **options: Any)
     _check_options(name, options, MODULES[name].user_options)
     options = {**options, **(fixed or {})}
 
-    def make(in_ch: int, out_ch: int, stride: int, groups: int) -> nn.Module:
+    def make(in_ch: int, out_ch: int, stride: int, groups: int, dilation: int = 1) -> nn.Module:
         if out_ch < 64 or out_ch % groups:
             raise InvalidOptionError(
                 f"recalibration {name!r} needs a 3×3 with ≥ 64 channels divisible by its {groups} groups, got {out_ch}"
             )
-        return create_conv(name, in_ch, out_ch, stride, groups, **options)
+        if dilation == 1:
+            return create_conv(name, in_ch, out_ch, stride, groups, **options)
+        # the stage's dilation (replace_stride_with_dilation) is the architecture's, not a user option of the module
+        return MODULES[name](in_ch, out_ch, stride, groups, dilation=dilation, **options)
 
     return make
 
@@ -148,9 +151,10 @@ class Family:
         return self.network.classifier_name
 
 
-def _build_resnet(num_classes, make_gate, make_conv, input_size, stride_in_1x1=None, **architecture) -> ResNet:
+def _build_resnet(num_classes, make_gate, make_conv, input_size, stride_in_1x1=None,
+                  replace_stride_with_dilation=None, **architecture) -> ResNet:
     return ResNet(**architecture, num_classes=num_classes, stride_in_1x1=bool(stride_in_1x1), make_gate=make_gate,
-                  make_conv=make_conv, input_size=input_size)
+                  make_conv=make_conv, input_size=input_size, replace_stride_with_dilation=replace_stride_with_dilation)
 
 
 def _build_cifar(num_classes, make_gate, make_conv, input_size, depth) -> CifarResNet:
@@ -165,7 +169,8 @@ def _build_wide(num_classes, make_gate, make_conv, input_size, depth, widen_fact
     return wide_resnet(depth, widen_factor, num_classes, make_gate, dropout or 0.0, input_size)
 
 
-RESNET = Family("resnet", _build_resnet, ResNet, 224, ("stride_in_1x1",), {"stride_in_1x1": bool})
+RESNET = Family("resnet", _build_resnet, ResNet, 224, ("stride_in_1x1", "replace_stride_with_dilation"),
+                {"stride_in_1x1": bool, "replace_stride_with_dilation": list[bool]})
 CIFAR_RESNET = Family("cifar_resnet", _build_cifar, CifarResNet, 32)
 PREACT_RESNET = Family("preact_resnet", _build_preact, CifarResNet, 32)
 WIDE_RESNET = Family("wide_resnet", _build_wide, CifarResNet, 32, ("dropout",), {"dropout": float})
@@ -270,6 +275,7 @@ def create_model(
     input_size: int | None = None,
     dropout: float | None = None,
     bn_group_size: int | None = None,
+    replace_stride_with_dilation: list[bool] | None = None,
     **module_options: Any,
 ) -> nn.Module:
     """Build model ``name`` (e.g. ``srm_resnet50``, ``cifar_resnet56``, ``wrn28_10``, ``sknet50``).
@@ -282,22 +288,25 @@ def create_model(
     ``bn_group_size`` (any network, None: off) makes every BatchNorm of the built network —
     the backbone's and the gates' — compute its batch statistics over groups of that many
     images (:mod:`recal.layers.ghost_norm`), as DataParallel's replicas did.
+    ``replace_stride_with_dilation`` (ImageNet ResNets; three bools for layer2..4, None: none)
+    dilates those stages instead of striding them, as torchvision's option (:mod:`recal.models.resnet`).
     Incompatible combinations raise :class:`InvalidOptionError` naming the pair.
     """
     module_options = {key: value for key, value in module_options.items() if value is not None}
     if bn_group_size is not None:  # before building: a bad value must not cost a network's construction
         check_group_size("option 'bn_group_size'", bn_group_size)
-    model = _network(name, num_classes, recalibration, stride_in_1x1, input_size, dropout, module_options)
+    backbone_options = dict(stride_in_1x1=stride_in_1x1, dropout=dropout,
+                            replace_stride_with_dilation=replace_stride_with_dilation)
+    model = _network(name, num_classes, recalibration, input_size, backbone_options, module_options)
     return model if bn_group_size is None else use_ghost_batch_norm(model, bn_group_size)
 
 
-def _network(name: str, num_classes: int, recalibration: str | None, stride_in_1x1: bool | None,
-             input_size: int | None, dropout: float | None, module_options: dict[str, Any]) -> nn.Module:
-    """The network :func:`create_model` describes, its BatchNorms plain."""
+def _network(name: str, num_classes: int, recalibration: str | None, input_size: int | None,
+             options: dict[str, Any], module_options: dict[str, Any]) -> nn.Module:
+    """The network :func:`create_model` describes (``options``: its backbone options), its BatchNorms plain."""
     arch, prefix = parse_model_name(name)
     if is_library_name(arch):
-        return _library_model(arch, num_classes, recalibration, input_size,
-                                  dict(stride_in_1x1=stride_in_1x1, dropout=dropout), module_options)
+        return _library_model(arch, num_classes, recalibration, input_size, options, module_options)
     entry = architecture(arch)
     if recalibration is not None and prefix is not None and recalibration != prefix:
         raise InvalidOptionError(f"model {name!r} already uses recalibration {prefix!r}; it cannot also take {recalibration!r}")
@@ -308,10 +317,9 @@ def _network(name: str, num_classes: int, recalibration: str | None, stride_in_1
         raise InvalidOptionError(f"model {name!r} has no recalibration module, so option {next(iter(module_options))!r} does not apply")
     make_gate = gate_factory(recalibration, **module_options) if recalibration in GATES else None
     make_conv = _conv_for(arch, entry, recalibration, module_options) if recalibration in CONVS else None
-    options = dict(stride_in_1x1=stride_in_1x1, dropout=dropout)
     family = entry.family
     _reject(arch, options, family.options)
-    if stride_in_1x1 is not None and not takes_stride_in_1x1(arch):
+    if options["stride_in_1x1"] is not None and not takes_stride_in_1x1(arch):
         raise InvalidOptionError(f"model {arch!r} does not take option 'stride_in_1x1': its design puts each stage's "
                                  "stride in the 3×3 and an average pool in the shortcut (ResNet-D)")
     chosen = {key: value for key, value in options.items() if key in family.options and value is not None}
