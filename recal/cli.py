@@ -29,6 +29,7 @@ from recal.allocator import keep_freed_memory
 from recal.callbacks import (BestCheckpoint, InterruptCheckpoint, LastCheckpoint, LearningRateLog, PredictionsCSV,
                              RunConfigFile, SkippedImagesReport, received_signal)
 from recal.callbacks.console import RunFolderNotice, RunModelSummary, RunProgressBar, quiet_lightning
+from recal.callbacks.detections import DetectionsWriter  # by module path: recal.callbacks does not export it
 from recal.cli_errors import ConciseArgumentParser
 from recal.config_paths import resolve_config_args
 from recal.errors import InvalidOptionError, UserError
@@ -55,6 +56,7 @@ class RecalCLI(LightningCLI):
         parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
         parser.add_lightning_class_args(SkippedImagesReport, "skipped_images")
         parser.add_lightning_class_args(PredictionsCSV, "predictions")
+        parser.add_lightning_class_args(DetectionsWriter, "detections")
         parser.add_lightning_class_args(LearningRateLog, "lr_monitor")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         # One seed drives weight init (seed_everything), sample order, augmentation and mixup.
