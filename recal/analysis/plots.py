@@ -172,3 +172,55 @@ def class_heatmaps(maps: Mapping[str, np.ndarray], class_names: Sequence[str], t
         fig.colorbar(image, ax=axes[:, 0].tolist(), label="mean gate", shrink=0.8)
     fig.suptitle(title, fontsize=10)
     return save(fig, path)
+
+
+def grouped_drop_bars(groups: Sequence[str], series: Sequence[str], drops: np.ndarray, ylabel: str, title: str,
+                      path: Path) -> Path:
+    """Bars of ``drops[g, s]`` (percentage points) grouped by ``groups``, one colour per series, with a legend.
+
+    A NaN is a combination that does not apply (e.g. SRM's style statistics on a network
+    without SRM): it is left out and marked "n/a" at the axis.
+    """
+    drops = np.asarray(drops, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(groups) + 2.0), 3.8))
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for j, name in enumerate(series):
+        offsets = x - 0.4 + (j + 0.5) * width
+        values = drops[:, j]
+        shown = np.isfinite(values)
+        ax.bar(offsets[shown], values[shown], width, color=f"C{j % 10}", edgecolor="black", linewidth=0.5)
+        # the value on every bar: a drop of 0 has no visible bar and must still read as measured
+        for offset, value in zip(offsets[shown], values[shown]):
+            ax.text(offset, value, f"{value:.1f}", ha="center", va="bottom" if value >= 0 else "top", fontsize=6)
+        for offset in offsets[~shown]:
+            ax.text(offset, 0, "n/a", ha="center", va="bottom", fontsize=6, color="gray", rotation=90)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=f"C{j % 10}", edgecolor="black", linewidth=0.5, label=name)
+               for j, name in enumerate(series)]
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(x, groups, rotation=20 if max(map(len, groups), default=0) > 10 else 0, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(handles=handles, fontsize=7, ncol=min(len(series), 3))
+    return save(fig, path)
+
+
+def per_block_lines(blocks: Mapping[str, Sequence[str]], values: Mapping[str, Sequence[float]], ylabel: str,
+                    title: str, path: Path) -> Path:
+    """One line per model over its blocks in forward order (``values[model][i]`` at ``blocks[model][i]``)."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    longest: Sequence[str] = []
+    for i, (model, names) in enumerate(blocks.items()):
+        ax.plot(np.arange(len(names)), values[model], marker="o", markersize=4, color=f"C{i % 10}", label=model)
+        longest = names if len(names) > len(longest) else longest
+    ax.set_xticks(np.arange(len(longest)), longest, rotation=45, ha="right", fontsize=7)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xlabel("block quantized alone (rest float32)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save(fig, path)

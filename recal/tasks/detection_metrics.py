@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
 
@@ -21,7 +22,10 @@ MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
 
 def box_map() -> MeanAveragePrecision:
     """COCO box mAP (see the module docstring)."""
-    return MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+    # the metric computes its thresholds with torch.linspace(...).tolist(): that needs real tensors even
+    # where the task is built on the meta device (counting parameters); it holds no parameters itself
+    with torch.device("cpu"):
+        return MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
 
 
 def metric_inputs(detections: Sequence[dict[str, Tensor]], targets: Sequence[dict]) -> tuple[list[dict], list[dict]]:
