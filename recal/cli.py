@@ -257,11 +257,16 @@ def find_user_error(error: BaseException | None) -> UserError | None:
         if isinstance(error, UserError):
             return error
         if isinstance(error, ModuleNotFoundError):  # an optional package a chosen class needs
+            extra = next((extra for package, extra in _EXTRAS.items() if package in str(error)), None)
             return UserError(f"{_first_line(error)} — a class in the config needs a package that is not installed"
-                             + (": pip install -e '.[tensorboard]'" if "tensorboard" in str(error) else ""))
+                             + (f": pip install -e '.[{extra}]'" if extra else ""))
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+# optional packages and the pyproject extra that installs each
+_EXTRAS = {"tensorboard": "tensorboard", "pycocotools": "detection", "timm": "timm", "onnx": "export"}
 
 
 def _first_line(error: BaseException) -> str:

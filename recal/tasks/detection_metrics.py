@@ -24,6 +24,8 @@ def box_map() -> MeanAveragePrecision:
     """COCO box mAP (see the module docstring)."""
     # the metric computes its thresholds with torch.linspace(...).tolist(): that needs real tensors even
     # where the task is built on the meta device (counting parameters); it holds no parameters itself
+    import pycocotools  # noqa: F401 — the metric's backend: missing, the run stops now, not at the first validation
+
     with torch.device("cpu"):
         return MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
 
