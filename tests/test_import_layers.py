@@ -25,6 +25,8 @@ FORBIDDEN = {
     "recal.data": ("recal.layers", "recal.models", "recal.tasks"),
     "recal.tasks": ("recal.data",),
     "recal.analysis": ("recal.data",),
+    "recal.deploy": ("recal.data",),
+    "recal.quantization": ("recal.data",),
     "recal.commands": ("recal.commands",),
 }
 # what a command may import from its own package: the shared parser
