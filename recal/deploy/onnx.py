@@ -56,7 +56,7 @@ class BatchCheck:
         """``tolerance`` absolute for logits within ±1, relative to the largest |logit| beyond.
 
         float32 rounding grows with the logits' scale: a deep network with logits near 100
-        differs from itself computed in another order by ~1e-3 (measured, docs/drafts/export.md).
+        differs from itself computed in another order by ~1e-3 (measured: README, "Exporting a classifier to ONNX").
         """
         return tolerance * max(1.0, self.largest_logit)
 
