@@ -82,7 +82,10 @@ def test_int8_follows_fp32_on_trained_networks(study) -> None:
         assert math.isclose(float(r["drop_acc1"]), drop, abs_tol=1e-9)
         # a top-1 change needs a changed prediction (1e-6: the accuracies are float32)
         assert abs(drop) <= 1 - float(r["agreement"]) + 1e-6
-        assert 0 < int(r["int8_bytes"]) < 0.5 * int(r["fp32_bytes"])  # int8 weights: about a quarter
+        # int8 weights: about a third of the fp32 bytes; GE's global gather is an einsum over its conv's weight
+        # (recal/layers/kernels/global_dot.py), not a conv call, so FX leaves those C·k² weights float32: about half
+        ceiling = 0.6 if r["model"].startswith("ge_") else 0.45
+        assert 0 < int(r["int8_bytes"]) < ceiling * int(r["fp32_bytes"]), (r["model"], r["variant"])
         assert all(float(r[f"latency_ratio_b{b}"]) > 0 for b in (1, 32))
 
 
