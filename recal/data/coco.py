@@ -44,7 +44,8 @@ from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
 from torchvision.transforms.v2 import functional as TF
 
-from recal.data.detection_base import DetectionDataModule, SeededJointTransformDataset
+from recal.data.detection_base import DetectionDataModule
+from recal.data.sampling import SeededJointTransformDataset
 from recal.errors import DatasetNotFoundError, InvalidOptionError
 
 __all__ = ["CocoDataModule", "CocoSplitSummary", "coco_split", "usable_boxes"]

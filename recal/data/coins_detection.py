@@ -19,7 +19,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from recal.data.coins import coin_regions
-from recal.data.detection_base import DetectionDataModule, SeededJointTransformDataset
+from recal.data.detection_base import DetectionDataModule
+from recal.data.sampling import SeededJointTransformDataset
 from recal.errors import InvalidOptionError
 
 __all__ = ["CoinsDetectionDataModule", "coins_item"]

@@ -1,4 +1,4 @@
-"""What the detection datamodules share: seeded joint transforms, list collation, aspect-ratio grouping.
+"""What the detection datamodules share: list collation, aspect-ratio grouping.
 
 A detection item is ``(image, target)``: ``image`` a float (3, H, W) tensor in [0, 1] at the
 image's own size (the detector's ``GeneralizedRCNNTransform`` resizes and normalises), ``target``
@@ -8,7 +8,7 @@ differ in size, so a batch is a pair of tuples (images, targets), never a stacke
 
 Randomness follows :mod:`recal.data.sampling`: the train order comes from an
 :class:`~recal.data.sampling.EpochSeededSampler` and each sample's augmentation (a horizontal
-flip, for COCO) runs under ``torch.manual_seed(sample_seed(seed, epoch, index))``, so both are a
+flip, for COCO) runs in a :class:`~recal.data.sampling.SeededJointTransformDataset`, so both are a
 pure function of (seed, epoch, index). :class:`AspectRatioGroupedSampler` reorders an epoch so
 that each batch holds images of one aspect-ratio group (torchvision's detection references'
 ``GroupedBatchSampler`` idea, which saves padding: a batch is padded to its largest image).
@@ -26,10 +26,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from recal.data.resumable import ResumableDataLoader
-from recal.data.sampling import EpochSeededSampler, sample_seed
+from recal.data.sampling import EpochSeededSampler
 from recal.errors import InvalidOptionError
 
-__all__ = ["AspectRatioGroupedSampler", "DetectionDataModule", "SeededJointTransformDataset",
+__all__ = ["AspectRatioGroupedSampler", "DetectionDataModule",
            "aspect_ratio_groups", "collate_detection"]
 
 JointTransform = Callable[[Any, Any], tuple[Any, Any]]
@@ -47,31 +47,6 @@ def aspect_ratio_groups(aspect_ratios: Sequence[float], factor: int) -> list[int
     """
     bins = (2 ** np.linspace(-1, 1, 2 * factor + 1)).tolist() if factor > 0 else [1.0]
     return np.digitize(np.asarray(aspect_ratios, dtype=np.float64), bins).tolist()
-
-
-class SeededJointTransformDataset(Dataset):
-    """Applies a joint ``transform(image, target)`` to ``dataset``'s items, seeded per (epoch, index).
-
-    Indexed with an ``(epoch, index)`` pair (training), the transform runs inside
-    ``fork_rng`` after ``torch.manual_seed(sample_seed(seed, epoch, index))``; with a plain
-    int (evaluation) it runs unseeded — evaluation transforms are deterministic.
-    """
-
-    def __init__(self, dataset: Dataset, transform: JointTransform, seed: int = 0) -> None:
-        self.dataset = dataset
-        self.transform = transform
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
-        if not isinstance(key, tuple):
-            return self.transform(*self.dataset[int(key)])
-        epoch, index = int(key[0]), int(key[1])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
-            return self.transform(*self.dataset[index])
 
 
 class AspectRatioGroupedSampler(EpochSeededSampler):

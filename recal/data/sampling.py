@@ -149,7 +149,19 @@ class SeededTransformDataset(Dataset):
             return item
         image, target = item
         if epoch is None:
-            return self.transform(image), target
+            return self.apply(image, target)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index))
-            return self.transform(image), target
+            return self.apply(image, target)
+
+    def apply(self, image: Any, target: Any) -> tuple[Any, Any]:
+        """The transformed item: the image transformed, the target as it is."""
+        return self.transform(image), target
+
+
+class SeededJointTransformDataset(SeededTransformDataset):
+    """A :class:`SeededTransformDataset` whose ``transform(image, target)`` moves both together
+    (boxes or masks with their image: detection and segmentation), seeded the same way."""
+
+    def apply(self, image: Any, target: Any) -> tuple[Any, Any]:
+        return self.transform(image, target)

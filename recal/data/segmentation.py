@@ -14,6 +14,8 @@ evaluation loader (batch size 1). Sample order and augmentation are a pure funct
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -21,7 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from recal.data.base import ClassificationDataModule, Transform
-from recal.data.sampling import SeededTransformDataset, sample_seed
+from recal.data.sampling import SeededJointTransformDataset
 from recal.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from recal.errors import InvalidOptionError
 
@@ -54,20 +56,13 @@ def segmentation_eval(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
     return v2.Compose(_to_tensors(mean, std))
 
 
-class SeededSegmentationDataset(SeededTransformDataset):
-    """:class:`~recal.data.sampling.SeededTransformDataset` for ``(image, mask)`` items: one transform
+class SeededSegmentationDataset(SeededJointTransformDataset):
+    """:class:`~recal.data.sampling.SeededJointTransformDataset` for ``(image, mask)`` items: one transform
     of both, seeded by (seed, epoch, index) when indexed with a pair; returns a float image and an
     int64 (H, W) mask (what ``cross_entropy`` takes)."""
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
-        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (None, int(key))
-        image, mask = self.dataset[index]
-        if epoch is None:
-            image, mask = self.transform(image, mask)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed(self.seed, epoch, index))
-                image, mask = self.transform(image, mask)
+    def apply(self, image: Any, mask: Any) -> tuple[Tensor, Tensor]:
+        image, mask = self.transform(image, mask)
         return image, torch.as_tensor(mask).long()
 
 
