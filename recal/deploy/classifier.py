@@ -43,11 +43,11 @@ def refusal(task_class: type, hparams: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
-def check_classification_checkpoint(path: Path) -> None:
-    """Refuse checkpoint file ``path`` from its saved task class, without rebuilding anything.
+def saved_task_class(path: Path) -> tuple[Optional[type], Mapping[str, Any]]:
+    """The task class checkpoint file ``path`` was written by (from its ``_class_path``) and its hparams.
 
-    A checkpoint without ``_class_path`` (not written through LightningCLI) passes here and
-    is checked by :func:`classification_network` once its task is rebuilt.
+    None for a checkpoint without ``_class_path`` (not written through LightningCLI): its
+    rebuilt task is checked instead. A class that cannot be imported here is a one-line error.
     """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -56,14 +56,26 @@ def check_classification_checkpoint(path: Path) -> None:
     hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
     class_path = hparams.get("_class_path")
     if not isinstance(class_path, str):
-        return
+        return None, hparams
     module_name, _, class_name = class_path.rpartition(".")
     try:
         task_class = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise CheckpointMismatchError(f"checkpoint {path} was written by task {class_path!r}, which cannot be "
                                       f"imported here ({exc})") from exc
-    reason = refusal(task_class, hparams) if isinstance(task_class, type) else f"a {class_path!r} checkpoint"
+    if not isinstance(task_class, type):
+        raise InvalidOptionError(f"checkpoint {path} is a {class_path!r} checkpoint, not a classification task")
+    return task_class, hparams
+
+
+def check_classification_checkpoint(path: Path) -> None:
+    """Refuse checkpoint file ``path`` from its saved task class, without rebuilding anything.
+
+    A checkpoint without ``_class_path`` (not written through LightningCLI) passes here and
+    is checked by :func:`classification_network` once its task is rebuilt.
+    """
+    task_class, hparams = saved_task_class(path)
+    reason = refusal(task_class, hparams) if task_class is not None else None
     if reason:
         raise InvalidOptionError(f"checkpoint {path} is {reason}")
 

@@ -69,23 +69,16 @@ def classifier(run: LoadedRun) -> nn.Module:
 
 def check_checkpoint_task(path: str, which: str = "best") -> None:
     """Refuse, before rebuilding anything, a checkpoint whose saved task class is not a classification one."""
-    import importlib
-
-    from recal.tasks.checkpoints import read_checkpoint
+    from recal.deploy.classifier import saved_task_class
     from recal.tasks.classification import ClassificationTask
     from recal.tasks.multi_domain import MultiDomainTask
 
     ckpt = checkpoint_file(path, which)
-    class_path = (read_checkpoint(ckpt).get("hyper_parameters") or {}).get("_class_path")
-    if not isinstance(class_path, str) or "." not in class_path:
+    task_class, _ = saved_task_class(ckpt)
+    if task_class is None:
         return  # written without LightningCLI's class path: the rebuilt task is checked instead
-    module, _, name = class_path.rpartition(".")
-    try:
-        task_class = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise InvalidOptionError(f"{ckpt} was saved by task {class_path}, which does not exist here") from None
     if not issubclass(task_class, ClassificationTask) or issubclass(task_class, MultiDomainTask):
-        raise InvalidOptionError(f"{ckpt} is a {name} checkpoint; quantization needs {EXPECTED_TASK}")
+        raise InvalidOptionError(f"{ckpt} is a {task_class.__name__} checkpoint; quantization needs {EXPECTED_TASK}")
 
 
 def gate_family(model: nn.Module) -> str:
