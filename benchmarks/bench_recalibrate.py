@@ -2,6 +2,7 @@
 against the same torchvision networks without it.
 
     python -m benchmarks.bench_recalibrate [--threads 2] [--repeats 5] [--batch 8] [--kernels compiled]
+                                           [--device cpu|cuda] [--precision 32|bf16] [--channels-last] [--tiny]
 
 Rows (time ratio to the plain torchvision network, measured in the same run):
 ``resnet_from_torchvision(resnet50(), "srm")`` — recal's ResNet with torchvision's weights, goal ≤ 1.05,
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 import torchvision
 
-from benchmarks.bench_network import train_step
+from benchmarks.steps import train_step
 from benchmarks.timing import Row, benchmark_args, compare, print_table
 from recal.models import resnet_from_torchvision
 from recal.models.recalibrate import recalibrate
@@ -24,20 +25,19 @@ CONVERTED_GOAL = 1.05
 OTHERS = ("mobilenet_v2", "efficientnet_b0", "regnet_x_400mf")
 
 
-def main() -> None:
-    args = benchmark_args(__doc__, repeats=5, images=True,
-                          add=lambda p: p.add_argument("--channels-last", action="store_true"))
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = benchmark_args(__doc__, repeats=5, images=True, argv=argv)
     torch.manual_seed(0)
 
     def step(model: torch.nn.Module):
-        return train_step(model, args.batch, args.size, args.channels_last)
+        return train_step(model, args.batch, args.size, args.setting)
 
     shape = f"batch {args.batch}, {args.size}²"
     resnets = compare({
         "torchvision": step(torchvision.models.resnet50()),
         "converted": step(resnet_from_torchvision(torchvision.models.resnet50(), "srm", input_size=args.size)),
         "recalibrated": step(recalibrate(torchvision.models.resnet50(), "srm")),
-    }, "torchvision", args.repeats, warmup=2)
+    }, "torchvision", args.repeats, args.warmup)
     converted, recalibrated = resnets["converted"], resnets["recalibrated"]
     rows = [
         Row(f"resnet_from_torchvision(resnet50, srm) train step ({shape}) / torchvision resnet50",
@@ -49,11 +49,11 @@ def main() -> None:
     for name in OTHERS:
         result = compare({"torchvision": step(torchvision.models.get_model(name)),
                           "recalibrated": step(recalibrate(torchvision.models.get_model(name), "srm"))},
-                         "torchvision", args.repeats, warmup=2)["recalibrated"]
+                         "torchvision", args.repeats, args.warmup)["recalibrated"]
         rows.append(Row(f"recalibrate({name}, srm) train step ({shape}) / torchvision {name}",
                         1e3 * result.baseline_s, 1e3 * result.candidate_s, result.ratio, "(report)", None))
-    print_table(f"Recalibrated torchvision networks (kernels: {args.kernels}, channels_last: {args.channels_last})",
-                rows)
+    print_table(f"Recalibrated torchvision networks (kernels: {args.kernels}, {args.setting.describe()})", rows)
+    return rows
 
 
 if __name__ == "__main__":

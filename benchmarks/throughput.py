@@ -1,6 +1,7 @@
 """Images per second against multiply-adds: FLOPs are not speed.
 
     python -m benchmarks.throughput [--batch 8] [--size 224] [--repeats 5] [--models resnet50 sknet50 …]
+                                    [--device cpu|cuda] [--precision 32|bf16] [--channels-last] [--tiny]
 
 For each model: parameters, multiply-adds per image (the papers' convention,
 :func:`recal.analysis.complexity.count_macs`), and train (forward, cross-entropy, backward,
@@ -17,11 +18,10 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from benchmarks.bench_network import train_step
+from benchmarks.steps import inference_step, train_step
 from benchmarks.timing import benchmark_args, interleaved_times, machine
 from recal.analysis import plots, tables
 from recal.analysis.complexity import count_macs, count_parameters
@@ -30,18 +30,6 @@ from recal.models import create_model
 MODELS = ("resnet50", "resnet50d", "se_resnet50", "srm_resnet50", "ge_resnet50", "eca_resnet50", "cbam_resnet50",
           "resnext50_32x4d", "sknet50", "resnest50", "resnest50_fast")
 BASELINE = "resnet50"
-
-
-def inference_step(model: torch.nn.Module, batch: int, size: int, channels_last: bool = False) -> Callable[[], None]:
-    x = torch.randn(batch, 3, size, size)
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    model.eval()
-
-    def run() -> None:
-        with torch.inference_mode():
-            model(x)
-    return run
 
 
 def _add_options(parser) -> None:
@@ -73,8 +61,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     counts = {name: (count_parameters(m), count_macs(m, args.size)) for name, m in models.items()}
     timed = {}
     for mode, step in (("train", train_step), ("inference", inference_step)):
-        fns = {name: step(m, args.batch, args.size, False) for name, m in models.items()}
-        timed[mode] = interleaved_times(fns, args.repeats, warmup=2)
+        fns = {name: step(m, args.batch, args.size, args.setting) for name, m in models.items()}
+        timed[mode] = interleaved_times(fns, args.repeats, args.warmup)
     rows = []
     for name in names:
         row = {"model": name, "params": counts[name][0], "GMACs": round(counts[name][1] / 1e9, 3)}

@@ -12,7 +12,9 @@ two fast paths behind it:
   :mod:`recal.layers.ghost_norm`, is not absorbed: it runs first, the rest is the node); the other gates run
   rescale + add + ReLU as one (:mod:`recal.layers.kernels.gated_add`) — except CBAM,
   whose forward also applies its spatial gate (``rescales_only = False``): it is called
-  as a module, like a wrapper, and only the addition and ReLU stay here;
+  as a module, like a wrapper, and only the addition and ReLU stay here; each node runs
+  on the device types :mod:`recal.layers.kernels.fused_paths` lists, the plain
+  composition elsewhere;
 - without gradients, the rescale and addition are one ``addcmul`` written into the
   block's own intermediate when the caller says it may be (``overwrite``), which
   saves a full-size output (timings in benchmarks/RESULTS.md).
@@ -28,7 +30,8 @@ from torch import Tensor, nn
 
 from recal.layers.gate import ChannelGate, PooledGate
 from recal.layers.kernels.dispatch import is_readable
-from recal.layers.kernels.gated_add import gated_add
+from recal.layers.kernels.fused_paths import runs_fused
+from recal.layers.kernels.gated_add import gated_add, gated_add_reference
 from recal.layers.kernels.pooled_block_end import absorbable_norm, closed_form, pooled_block_end
 
 
@@ -56,7 +59,8 @@ def block_end(out: Tensor, *, norm: nn.Module | None = None, gate: nn.Module | N
         return block_end_reference(out, norm=norm, gate=gate, shortcut=shortcut, relu=relu)
     # a gate whose forward is only the rescale: the paths below may compute it themselves
     rescaling = isinstance(gate, ChannelGate) and gate.rescales_only
-    if rescaling and isinstance(gate, PooledGate) and closed_form(gate.pooling) and torch.is_grad_enabled():
+    if (rescaling and isinstance(gate, PooledGate) and closed_form(gate.pooling) and torch.is_grad_enabled()
+            and runs_fused("pooled_block_end", out.device.type)):
         return _pooled(out, norm, gate, shortcut, relu)
     x = out if norm is None else norm(out)
     if rescaling:
@@ -93,13 +97,15 @@ def rescale_add(x: Tensor, scale: Tensor, shortcut: Tensor, relu: bool, overwrit
     """``relu?(x * scale + shortcut)`` for a broadcastable scale: a gated residual block's output.
 
     With gradients: one addcmul forward and a hand-written backward
-    (:mod:`recal.layers.kernels.gated_add`), not a compiled kernel, because inductor's
+    (:mod:`recal.layers.kernels.gated_add`; the plain composition on device types where that
+    node does not run, :mod:`recal.layers.kernels.fused_paths`), not a compiled kernel, because inductor's
     CPU backward for it measured slower than eager (benchmarks/RESULTS.md). Without
     (inference): addcmul and an in-place ReLU, no autograd node; into ``x``'s own memory
     when the caller allows it (``overwrite``).
     """
     if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad or shortcut.requires_grad):
-        return gated_add(x, scale, shortcut, relu)
+        fused = runs_fused("gated_add", x.device.type)
+        return (gated_add if fused else gated_add_reference)(x, scale, shortcut, relu)
     in_place = overwrite and shortcut.dtype == x.dtype and shortcut.shape == x.shape
     y = torch.addcmul(shortcut, x, scale, out=x) if in_place else torch.addcmul(shortcut, x, scale)
     return y.relu_() if relu else y

@@ -21,7 +21,6 @@ import dataclasses
 import typing
 from typing import Any, Literal, Optional, Union
 
-from jsonargparse.typing import register_type
 from torch import nn
 
 from recal.errors import InvalidOptionError
@@ -40,8 +39,12 @@ class ModelName(str):
         return super().__new__(cls, value)
 
 
-# jsonargparse turns the ValueError of the check into its parse error for the option
-register_type(ModelName, serializer=str, deserializer=ModelName)
+try:  # the models also run where only torch is installed (benchmarks/gpu_suite.py): the CLI needs jsonargparse
+    from jsonargparse.typing import register_type
+except ImportError:
+    pass
+else:  # jsonargparse turns the ValueError of the check into its parse error for the option
+    register_type(ModelName, serializer=str, deserializer=ModelName)
 
 
 def _module_option_types() -> dict[str, Any]:

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from recal.layers.kernels.dispatch import fast_kernel, is_readable
+from recal.layers.kernels.fused_paths import runs_fused
 
 
 class _GlobalDot(torch.autograd.Function):
@@ -25,6 +26,9 @@ class _GlobalDot(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
+        # under autocast the forward's einsum ran in the autocast dtype, this backward runs outside it:
+        # the gradient comes back in that dtype while x may be float32
+        grad = grad.to(x.dtype)
         # contiguous(): inductor would otherwise pick the permuted layout again when compiled
         grad_x = (grad[:, :, None, None] * weight).contiguous() if ctx.needs_input_grad[0] else None
         grad_weight = torch.einsum("nc,nchw->chw", grad, x) if ctx.needs_input_grad[1] else None
@@ -37,7 +41,8 @@ def global_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     it is: z_nc = Σ_hw x_nchw · w_chw + b_c (one reduction when compiled; CPU depthwise
     convolutions with 56×56 kernels are slow)."""
     weight = weight[:, 0].to(x.dtype)
-    if is_readable():  # fvcore counts MACs from the traced einsum; a custom node would hide it
+    # fvcore counts MACs from the traced einsum (a custom node would hide it); some devices run it plainly
+    if is_readable() or not runs_fused("global_dot", x.device.type):
         z = torch.einsum("nchw,chw->nc", x, weight)
     else:
         z = _GlobalDot.apply(x, weight)
