@@ -7,8 +7,6 @@ equally fused plain ResNet-50 (goal: time ratio ≤ 1.03).
 
 from __future__ import annotations
 
-import torch
-
 from benchmarks.steps import inference_step
 from benchmarks.timing import Row, benchmark_args, compare, print_table
 from recal.models import create_model, fuse

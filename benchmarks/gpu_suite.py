@@ -41,12 +41,12 @@ from typing import Callable
 import torch
 import torchvision
 
+from benchmarks.bench_nodes import GATE_NODES, block_end_step, stage_shapes, with_nodes
 from benchmarks.steps import inference_step, train_step
 from benchmarks.timing import Setting, add_setting_options, apply_setting, interleaved_times, using
-from recal.layers import block_end
-from recal.layers.kernels import fused_paths, set_kernels, using_fused_paths
+from recal.layers.kernels import fused_paths, set_kernels
 from recal.layers.kernels.fused_paths import PATHS
-from recal.models import create_model, create_recalibration, fuse, resnet_from_torchvision
+from recal.models import create_model, fuse, resnet_from_torchvision
 from recal.models.recalibrate import recalibrate
 
 BASELINE = "torchvision resnet50"
@@ -55,9 +55,6 @@ TRAIN_GOALS = {"resnet50": 0.99, "srm_resnet50": 0.95, "se_resnet50": 0.95, "ge_
 INFERENCE_GOAL = ("fused srm_resnet50", 0.97)
 THROUGHPUT_NETWORKS = ("resnet50d", "resnest50_fast", "cbam_resnet50", "resnext50_32x4d")
 RECALIBRATED = ("mobilenet_v2", "efficientnet_b0", "regnet_x_400mf")
-STAGES = ((256, 56), (512, 28), (1024, 14), (2048, 7))  # ResNet-50's gated block ends: channels, map size
-NODE_GATES = {"srm": "pooled_block_end", "se": "pooled_block_end", "eca": "pooled_block_end", "ge": "gated_add",
-              "cmpe_se": "gated_add"}
 NODE_NETWORKS = {"srm_resnet50": ("pooled_block_end",), "se_resnet50": ("pooled_block_end",),
                  "eca_resnet50": ("pooled_block_end",), "ge_resnet50": ("gated_add", "global_dot")}
 COLUMNS = ("section", "measurement", "value", "unit", "ratio", "ratio to", "peak GiB", "note")
@@ -242,43 +239,16 @@ def goals_section(suite: Suite, train: dict[str, float], inference: dict[str, fl
         suite.table.add("goals", f"{what} ≥ {goal:.2f}×", ratio=ratio, ratio_to=baseline, note=verdict)
 
 
-def _block_end_step(gate_name: str, batch: int, channels: int, size: int, setting: Setting) -> Callable[[], None]:
-    """Forward + backward of one gated block end (BatchNorm, gate, rescale, shortcut, ReLU)."""
-    options = {"spatial_size": size} if gate_name == "ge" else {}
-    gate = setting.place(create_recalibration(gate_name, channels, **options).train())
-    norm = setting.place(torch.nn.BatchNorm2d(channels).train())
-    z = setting.tensor(torch.randn(batch, channels, size, size)).requires_grad_()
-    shortcut = setting.tensor(torch.randn(batch, channels, size, size)).requires_grad_()
-
-    def run() -> None:
-        z.grad = shortcut.grad = None
-        with setting.autocast():
-            y = block_end(z, norm=norm, gate=gate, shortcut=shortcut, relu=True)
-        y.backward(torch.ones_like(y))
-    return run
-
-
-def _without(paths: tuple[str, ...], step: Callable[[], None], device_type: str) -> Callable[[], None]:
-    kept = set(fused_paths(device_type)) - set(paths)
-
-    def run() -> None:
-        with using_fused_paths(device_type, kept):
-            step()
-    return run
-
-
 def nodes_section(suite: Suite) -> None:
     device, section = suite.setting.device, "fused nodes"
     listed = fused_paths(device)
     if not listed:
         suite.table.add(section, f"the table lists no node for {device}", note="the rows time the nodes switched on")
-    for gate_name, path in NODE_GATES.items():
-        for channels, size in STAGES:
-            if suite.args.tiny:
-                channels, size = channels // 16, max(size // 8, 1)
-            with using_fused_paths(device, PATHS):
-                fused = _block_end_step(gate_name, suite.batch, channels, size, suite.setting)
-                times = suite.timed({"fused": fused, "plain": _without((path,), fused, device)})
+    for gate_name, path in GATE_NODES.items():
+        for channels, size in stage_shapes(suite.args.tiny):
+            step = block_end_step(gate_name, suite.batch, channels, size, suite.setting)
+            times = suite.timed({"fused": with_nodes(PATHS, step, device),
+                                 "plain": with_nodes(set(PATHS) - {path}, step, device)})
             ratio = statistics.median(p / f for f, p in zip(times["fused"], times["plain"]))
             suite.table.add(section, f"{gate_name} block end {suite.batch}×{channels}×{size}², {path}",
                             1e3 * statistics.median(times["fused"]), "ms fused", ratio, "plain composition",
@@ -286,18 +256,16 @@ def nodes_section(suite: Suite) -> None:
         suite.release()
     verdict: dict[str, list[float]] = {}
     for name, paths in NODE_NETWORKS.items():
-        with using_fused_paths(device, PATHS):
-            step = train_step(create_model(name, input_size=suite.args.size), suite.batch, suite.args.size,
-                              suite.setting)
-            fns = {"all nodes": step, **{f"plain {path}": _without((path,), step, device) for path in paths}}
-            times = suite.timed(fns)
+        step = train_step(create_model(name, input_size=suite.args.size), suite.batch, suite.args.size, suite.setting)
+        times = suite.timed({"all nodes": with_nodes(PATHS, step, device),
+                             **{f"plain {path}": with_nodes(set(PATHS) - {path}, step, device) for path in paths}})
         for path in paths:
             ratio = statistics.median(p / f for f, p in zip(times["all nodes"], times[f"plain {path}"]))
             verdict.setdefault(path, []).append(ratio)
             suite.table.add(section, f"{name} train step, batch {suite.batch}: {path} node on vs off",
                             suite.batch / statistics.median(times["all nodes"]), "train img/s", ratio,
                             f"{path} off", note="fused faster" if ratio > 1 else "plain faster")
-        step = fns = None
+        step = None
         suite.release()
     faster = sorted(path for path, ratios in verdict.items() if statistics.median(ratios) > 1)
     agrees = set(faster) == set(listed) & set(verdict)

@@ -1,0 +1,81 @@
+"""recal's fused training nodes against the plain composition, per gate, at ResNet-50's four stage shapes.
+
+    python -m benchmarks.bench_nodes [--threads 2] [--repeats 7] [--batch 8] [--kernels eager]
+                                     [--device cpu|cuda] [--precision 32|bf16] [--channels-last] [--tiny]
+
+One gated block end in training (forward and backward of BatchNorm, gate, rescale, shortcut
+addition, ReLU): with every fused node the device's table may list
+(:mod:`recal.layers.kernels.fused_paths`) against the same with the gate's node off — SRM, SE
+and ECA's ``pooled_block_end``, GE and CMPE-SE's ``gated_add``. The ratio is the plain
+composition's time over the fused one's (above 1: the node is faster); these rows are the
+measurements behind the table's entries.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+from benchmarks.timing import Row, Setting, benchmark_args, compare, print_table
+from recal.layers import block_end
+from recal.layers.kernels import fused_paths, using_fused_paths
+from recal.layers.kernels.fused_paths import PATHS
+from recal.models import create_recalibration
+
+STAGES = ((256, 56), (512, 28), (1024, 14), (2048, 7))  # ResNet-50's gated block ends: channels, map size
+GATE_NODES = {"srm": "pooled_block_end", "se": "pooled_block_end", "eca": "pooled_block_end", "ge": "gated_add",
+              "cmpe_se": "gated_add"}
+
+
+def block_end_step(gate_name: str, batch: int, channels: int, size: int, setting: Setting) -> Callable[[], None]:
+    """Forward + backward of one gated block end (BatchNorm, gate, rescale, shortcut, ReLU) in training."""
+    options = {"spatial_size": size} if gate_name == "ge" else {}
+    gate = setting.place(create_recalibration(gate_name, channels, **options).train())
+    norm = setting.place(torch.nn.BatchNorm2d(channels).train())
+    z = setting.tensor(torch.randn(batch, channels, size, size)).requires_grad_()
+    shortcut = setting.tensor(torch.randn(batch, channels, size, size)).requires_grad_()
+
+    def run() -> None:
+        z.grad = shortcut.grad = None
+        with setting.autocast():
+            y = block_end(z, norm=norm, gate=gate, shortcut=shortcut, relu=True)
+        y.backward(torch.ones_like(y))
+    return run
+
+
+def with_nodes(paths: Iterable[str], step: Callable[[], None], device_type: str) -> Callable[[], None]:
+    """``step`` run with exactly ``paths``' fused nodes on ``device_type``."""
+    paths = frozenset(paths)
+
+    def run() -> None:
+        with using_fused_paths(device_type, paths):
+            step()
+    return run
+
+
+def stage_shapes(tiny: bool) -> list[tuple[int, int]]:
+    return [(c // 16, max(s // 8, 1)) for c, s in STAGES] if tiny else list(STAGES)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = benchmark_args(__doc__, images=True, argv=argv)
+    setting, rows = args.setting, []
+    for gate_name, path in GATE_NODES.items():
+        for channels, size in stage_shapes(args.tiny):
+            step = block_end_step(gate_name, args.batch, channels, size, setting)
+            result = compare({"fused": with_nodes(PATHS, step, setting.device),
+                              "plain": with_nodes(set(PATHS) - {path}, step, setting.device)},
+                             "plain", args.repeats, args.warmup)["fused"]
+            speedup = 1 / result.ratio
+            rows.append(Row(f"{gate_name} block end {args.batch}×{channels}×{size}², {path} node / plain",
+                            1e3 * result.baseline_s, 1e3 * result.candidate_s, speedup,
+                            f"listed for {setting.device}" if path in fused_paths(setting.device) else "not listed",
+                            None))
+    print_table(f"Fused nodes against the plain composition (kernels: {args.kernels}, {setting.describe()}; "
+                "ratio: plain time / fused time)", rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
