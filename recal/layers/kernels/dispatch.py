@@ -49,9 +49,13 @@ def readable_mode() -> Iterator[None]:
         _readable_depth -= 1
 
 
+# torch.compiler.is_exporting came with torch 2.5; a GPU machine may have an older torch
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+
+
 def is_readable() -> bool:
     """Whether layers must run their readable definitions now (see the module docstring)."""
-    return (_readable_depth > 0 or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    return (_readable_depth > 0 or torch.compiler.is_compiling() or _is_exporting()
             or torch.fx._symbolic_trace.is_fx_symbolic_tracing())
 
 

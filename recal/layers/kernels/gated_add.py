@@ -51,7 +51,10 @@ class _GatedAdd(torch.autograd.Function):
 def channel_dot(a: Tensor, b: Tensor) -> Tensor:
     """Σ over H×W of ``a · b`` per (n, c), as (N, C, 1, 1): the gradient of a per-channel scale."""
     if a.is_contiguous() and b.is_contiguous():  # vecdot: no full-size a·b temporary in eager mode
-        return torch.linalg.vecdot(a.flatten(2), b.flatten(2))[:, :, None, None]
+        # vecdot takes one dtype; under autocast a float32 shortcut makes the gradient float32 beside a
+        # bf16 branch, where a · b would promote
+        dtype = torch.promote_types(a.dtype, b.dtype)
+        return torch.linalg.vecdot(a.flatten(2).to(dtype), b.flatten(2).to(dtype))[:, :, None, None]
     return (a * b).sum((2, 3), keepdim=True)
 
 
