@@ -258,8 +258,12 @@ def gate_sites(model: nn.Module) -> list[Site]:
 def _map_sizes(model: nn.Module, sites: list[Site], input_size: int) -> list[int]:
     """Each site's map side, from one dry forward at ``input_size`` (GE's global gather is sized by it)."""
     sides: dict[int, int] = {}
-    handles = [site.probe.register_forward_hook(lambda m, args, out, i=i: sides.setdefault(i, out.shape[-1]))
-               for i, site in enumerate(sites)]
+
+    def recorder(i: int):
+        def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:  # None: a hook's result would replace out
+            sides.setdefault(i, out.shape[-1])
+        return record
+    handles = [site.probe.register_forward_hook(recorder(i)) for i, site in enumerate(sites)]
     training = model.training
     try:
         with torch.no_grad():

@@ -105,6 +105,18 @@ def test_every_gate_goes_into_a_residual_network(recalibration: str, options: di
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny",
+                                  "regnet_x_400mf", "vgg11_bn"])
+def test_ge_sized_by_a_dry_forward_goes_into_every_family(name: str) -> None:
+    """GE's global gather is sized by one forward at input_size; that forward must leave every layer's output alone."""
+    model = recalibrate(torchvision.models.get_model(name, num_classes=10), "ge", input_size=64)
+    assert sum(isinstance(m, ChannelGate) for m in model.modules()) == COUNTS[name]
+    out = model.train()(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for m in model.modules() if isinstance(m, ChannelGate) for p in m.parameters())
+
+
 def test_refusals_name_the_problem() -> None:
     with pytest.raises(InvalidOptionError, match=r"'sk'.*valid choices.*srm"):
         recalibrate(torchvision.models.resnet18(), "sk")
