@@ -41,10 +41,12 @@ from typing import Callable
 import torch
 import torchvision
 
-from benchmarks.bench_nodes import GATE_NODES, block_end_step, stage_shapes, with_nodes
+from benchmarks.bench_nodes import (GATE_NODES, NETWORK_NODES, block_end_step, network_node_times, node_speedup,
+                                     stage_shapes, with_nodes)
 from benchmarks.steps import inference_step, train_step
 from benchmarks.timing import Setting, add_setting_options, apply_setting, interleaved_times, using
 from recal.layers.kernels import fused_paths, set_kernels
+from recal.layers.kernels.dispatch import compile_available
 from recal.layers.kernels.fused_paths import PATHS
 from recal.models import create_model, fuse, resnet_from_torchvision
 from recal.models.recalibrate import recalibrate
@@ -55,8 +57,6 @@ TRAIN_GOALS = {"resnet50": 0.99, "srm_resnet50": 0.95, "se_resnet50": 0.95, "ge_
 INFERENCE_GOAL = ("fused srm_resnet50", 0.97)
 THROUGHPUT_NETWORKS = ("resnet50d", "resnest50_fast", "cbam_resnet50", "resnext50_32x4d")
 RECALIBRATED = ("mobilenet_v2", "efficientnet_b0", "regnet_x_400mf")
-NODE_NETWORKS = {"srm_resnet50": ("pooled_block_end",), "se_resnet50": ("pooled_block_end",),
-                 "eca_resnet50": ("pooled_block_end",), "ge_resnet50": ("gated_add", "global_dot")}
 COLUMNS = ("section", "measurement", "value", "unit", "ratio", "ratio to", "peak GiB", "note")
 
 Builder = Callable[[], torch.nn.Module]
@@ -255,17 +255,15 @@ def nodes_section(suite: Suite) -> None:
                             note="fused faster" if ratio > 1 else "plain faster")
         suite.release()
     verdict: dict[str, list[float]] = {}
-    for name, paths in NODE_NETWORKS.items():
-        step = train_step(create_model(name, input_size=suite.args.size), suite.batch, suite.args.size, suite.setting)
-        times = suite.timed({"all nodes": with_nodes(PATHS, step, device),
-                             **{f"plain {path}": with_nodes(set(PATHS) - {path}, step, device) for path in paths}})
+    for name, paths in NETWORK_NODES.items():
+        times = network_node_times(name, paths, suite.batch, suite.args.size, suite.setting, suite.args.repeats,
+                                   suite.args.warmup)
         for path in paths:
-            ratio = statistics.median(p / f for f, p in zip(times["all nodes"], times[f"plain {path}"]))
+            ratio = node_speedup(times, path)
             verdict.setdefault(path, []).append(ratio)
             suite.table.add(section, f"{name} train step, batch {suite.batch}: {path} node on vs off",
                             suite.batch / statistics.median(times["all nodes"]), "train img/s", ratio,
                             f"{path} off", note="fused faster" if ratio > 1 else "plain faster")
-        step = None
         suite.release()
     faster = sorted(path for path, ratios in verdict.items() if statistics.median(ratios) > 1)
     agrees = set(faster) == set(listed) & set(verdict)
@@ -334,9 +332,12 @@ def kernels_section(suite: Suite) -> None:
     warm = time.perf_counter() - start
     times = suite.timed({"eager": with_kernels("eager"), "compiled": with_kernels("compiled")})
     ratio = statistics.median(e / c for c, e in zip(times["compiled"], times["eager"]))
+    auto = "compiled" if compile_available(suite.setting.device) else "eager"  # what kernels: auto picks for long fits
+    verdict = "faster" if ratio > 1 else "slower"
     suite.table.add("recal compiled kernels", f"{name}, batch {suite.batch}: compiled kernels vs eager",
                     suite.batch / statistics.median(times["compiled"]), "train img/s", ratio, "eager kernels",
-                    note=f"first step with compiling {warm:.0f} s")
+                    note=f"first step with compiling {warm:.0f} s; compiled {verdict}; kernels: auto picks {auto} "
+                         f"on {suite.setting.device} for long fits (recal/tasks/kernels.py)")
 
 
 SECTIONS: tuple[tuple[str, Callable[[Suite], object]], ...] = (

@@ -75,7 +75,9 @@ def test_bench_nodes() -> None:
 
     rows = bench_nodes.main(TINY)
     _check(rows, [f"{gate} block end 2×{c}×{s}², {path} node / plain" for gate, path in bench_nodes.GATE_NODES.items()
-                  for c, s in bench_nodes.stage_shapes(tiny=True)])
+                  for c, s in bench_nodes.stage_shapes(tiny=True)]
+           + [f"{name} train step (batch 2, 64²), {path} node / plain" for name, paths in bench_nodes.NETWORK_NODES.items()
+              for path in paths])
     assert {r.goal for r in rows} == {"listed for cpu"}
 
 

@@ -54,17 +54,16 @@ def style_pool(x: Tensor, pooling: tuple[str, ...] = ("avg", "std")) -> Tensor:
     autocast state.
     """
     n, c, h, w = x.shape
-    flat = x.reshape(n, c, h * w)
+    flat, dtype = x.reshape(n, c, h * w), statistics_dtype(x)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        flat = flat.to(statistics_dtype(x))
         stats = []
         if "std" in pooling:
-            mean, var = mean_var(flat)
+            mean, var = mean_var(flat, dtype)
             if "avg" in pooling:
                 stats.append(mean)
             stats.append(torch.sqrt(var + STD_EPS))
         elif "avg" in pooling:
-            stats.append(flat.mean(dim=2))
+            stats.append(flat.mean(dim=2, dtype=dtype))
         if "max" in pooling:
-            stats.append(flat.amax(dim=2))
+            stats.append(flat.amax(dim=2).to(dtype))  # a maximum is exact in any dtype
         return torch.stack(stats, dim=2)

@@ -67,7 +67,20 @@ def channel_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-(n, c) mean and unbiased variance over H×W (0 for a 1×1 map), in float32/64."""
     n, c, h, w = x.shape
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return mean_var(x.reshape(n, c, h * w).to(statistics_dtype(x)))
+        return mean_var(x.reshape(n, c, h * w), statistics_dtype(x))
+
+
+@fast_kernel
+def channel_means(x: Tensor) -> Tensor:
+    """Per-(n, c) mean over H×W, in float32/64: all a gate pooling only averages needs without the block's BN."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return x.mean((2, 3), dtype=statistics_dtype(x))
+
+
+@fast_kernel
+def channel_scale_sum(g: Tensor, x: Tensor) -> Tensor:
+    """Σ g·x over H×W per (n, c), as (N, C, 1, 1): the gradient of a per-channel scale."""
+    return channel_dot(g, x)
 
 
 @fast_kernel
@@ -118,16 +131,21 @@ class _PooledBlockEnd(torch.autograd.Function):
     def forward(ctx, z: Tensor, identity: Tensor, pooling: tuple[str, ...], scale_fn: ScaleFn, relu: bool,
                 norm: nn.BatchNorm2d | None, *params: Tensor) -> Tensor:
         hw = z.shape[2] * z.shape[3]
-        mean0, var0 = channel_moments(z)
+        # the variance only where BN's statistics or the pooling need it (not for SE and ECA under autocast)
+        if norm is not None or "std" in pooling:
+            mean0, var0 = channel_moments(z)
+        else:
+            mean0, var0 = channel_means(z), None
         with torch.enable_grad():
-            mean, var = mean0.detach().requires_grad_(), var0.detach().requires_grad_()
+            mean = mean0.detach().requires_grad_()
+            var = None if var0 is None else var0.detach().requires_grad_()
             if norm is not None:
                 a0, b0 = _norm_affine(norm, mean, var, hw)
                 x_mean, x_var = mean * a0 + b0, var * a0.square()
             else:
                 x_mean, x_var = mean, var
-            columns = {"avg": x_mean, "std": torch.sqrt(x_var + STD_EPS)}
-            gate = scale_fn(torch.stack([columns[p] for p in pooling], dim=2))
+            columns = {"avg": lambda: x_mean, "std": lambda: torch.sqrt(x_var + STD_EPS)}
+            gate = scale_fn(torch.stack([columns[p]() for p in pooling], dim=2))
             scale = gate if norm is None else gate * a0[:, None, None].to(gate.dtype)
             shift = None if norm is None else gate * b0[:, None, None].to(gate.dtype)
         y = scale_shift_add(z, scale.detach(), None if shift is None else shift.detach(), identity, relu)
@@ -143,18 +161,20 @@ class _PooledBlockEnd(torch.autograd.Function):
         mean, var, scale, shift, params = ctx.graph
         if ctx.relu:
             grad = torch.ops.aten.threshold_backward(grad, y, 0)  # y > 0 exactly where ReLU passed
-        grad_scale, grad_shift = channel_sums(grad, z)
-        outputs, grad_outputs = [scale], [grad_scale.to(scale.dtype)]
-        if shift is not None:
-            outputs.append(shift)
-            grad_outputs.append(grad_shift.to(shift.dtype))
-        wanted = [mean, var] + [p for p in params if p.requires_grad]
-        grads = torch.autograd.grad(outputs, wanted, grad_outputs, allow_unused=True)
-        grad_params = iter(grads[2:])
+        if shift is None:  # no absorbed BN: the shift's gradient Σ g is not needed
+            outputs, grad_outputs = [scale], [channel_scale_sum(grad, z).to(scale.dtype)]
+        else:
+            grad_scale, grad_shift = channel_sums(grad, z)
+            outputs, grad_outputs = [scale, shift], [grad_scale.to(scale.dtype), grad_shift.to(shift.dtype)]
+        moments = [mean] if var is None else [mean, var]
+        grads = torch.autograd.grad(outputs, moments + [p for p in params if p.requires_grad], grad_outputs,
+                                    allow_unused=True)
+        grad_params = iter(grads[len(moments):])
         param_grads = tuple(next(grad_params) if p.requires_grad else None for p in params)
         grad_z = None
         if ctx.needs_input_grad[0]:
-            grad_z = _input_gradient(grad, scale.detach(), z, mean.detach(), grads[0], grads[1], ctx.hw)
+            grad_var = None if var is None else grads[1]
+            grad_z = _input_gradient(grad, scale.detach(), z, mean.detach(), grads[0], grad_var, ctx.hw)
         grad_identity = grad if ctx.needs_input_grad[1] else None
         return (grad_z, grad_identity, None, None, None, None, *param_grads)
 
@@ -165,15 +185,23 @@ def _input_gradient(grad: Tensor, scale: Tensor, z: Tensor, mean: Tensor, grad_m
     # ∂L/∂z through the moments = a + b·z, a = ∂L/∂mean / HW − b·mean, b = 2 ∂L/∂var / (HW − 1)
     a = (grad_mean / hw if grad_mean is not None else torch.zeros_like(mean))[:, :, None, None]
     if grad_var is None or hw == 1:  # a 1×1 map's variance is the constant 0
-        if z.dtype not in (torch.float32, torch.float64):
-            return torch.addcmul(a, grad.float(), scale.float()).to(z.dtype)
         return torch.addcmul(a.to(z.dtype), grad, scale)
     b = (2 * grad_var / (hw - 1))[:, :, None, None]
-    a = (a - b * mean[:, :, None, None]).contiguous()
     if z.dtype not in (torch.float32, torch.float64):
-        # bf16 / fp16: b·z + a cancels (a holds −b·mean); form it in float32 as the statistics are
-        return affine_plus_scaled(grad.float(), scale.float(), z.float(), a, b.contiguous()).to(z.dtype)
+        # bf16 / fp16: b·z and a = −b·mean + … cancel when a row's mean is large against its spread;
+        # centred on one of the row's own values (exact in z's dtype), b·(z − z₀) is as small as the
+        # spread, and the rest, a + b·z₀, is formed per (n, c) in float32: no full-size float32 pass
+        shift = z[:, :, :1, :1]
+        constant = a + b * (shift.float() - mean[:, :, None, None])
+        return centred_affine_plus_scaled(grad, scale, z, shift, constant.to(z.dtype), b.to(z.dtype))
+    a = (a - b * mean[:, :, None, None]).contiguous()
     return affine_plus_scaled(grad, scale, z, a.to(z.dtype), b.contiguous().to(z.dtype))
+
+
+@fast_kernel
+def centred_affine_plus_scaled(grad: Tensor, scale: Tensor, x: Tensor, shift: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``grad · scale + b · (x − shift) + a`` in x's own dtype: compiled, one pass; eager, three."""
+    return torch.addcmul(a, b, x - shift).addcmul_(grad, scale)
 
 
 def pooled_block_end(x: Tensor, identity: Tensor, pooling: tuple[str, ...], scale_fn: ScaleFn, relu: bool,
