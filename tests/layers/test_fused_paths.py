@@ -87,10 +87,11 @@ def test_a_block_end_takes_the_fused_node_only_where_the_table_lists_it(gate_nam
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_ges_gather_takes_its_node_only_where_the_table_lists_it() -> None:
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_ges_gather_takes_its_node_only_where_the_table_lists_it(memory_format) -> None:
     from recal.layers.kernels.global_dot import global_depthwise
 
-    x = torch.randn(3, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 5, 4, 4, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
     weight = torch.randn(5, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     fused = global_depthwise.eager(x, weight, None)
     assert type(fused.grad_fn).__name__ == "_GlobalDotBackward"
@@ -101,6 +102,8 @@ def test_ges_gather_takes_its_node_only_where_the_table_lists_it() -> None:
     torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # the node's input gradient is written in the map's own layout
+    assert grads[0][0].is_contiguous(memory_format=memory_format)
 
 
 @pytest.mark.parametrize("name", ["srm_cifar_resnet20", "ge_cifar_resnet20"])

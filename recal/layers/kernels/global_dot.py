@@ -9,29 +9,55 @@ from recal.layers.kernels.dispatch import fast_kernel, is_readable
 from recal.layers.kernels.fused_paths import runs_fused
 
 
-class _GlobalDot(torch.autograd.Function):
-    """z_nc = Σ_hw x_nchw · w_chw, with a backward whose input gradient is contiguous.
+def spatial_rows(x: Tensor) -> tuple[Tensor, int]:
+    """An (N, C, H, W) map as a view with H×W in one dim, and that dim: (N, C, HW) and 2, or (N, HW, C) and 1.
 
-    Autograd's backward of the einsum hands back a (C, N)-permuted input gradient;
-    the block's BatchNorm backward then reads it strided, a cost that showed in a
-    GE-ResNet-50 train step's profile (benchmarks/RESULTS.md). Here it is
-    ``g_nc · w_chw`` written in x's own order.
+    A channels_last map (as GPU training runs them) is (N, HW, C) in memory: viewed so, every
+    pass below reads and writes it in its own order, and the input gradient comes out channels_last.
+    """
+    n, c, h, w = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).reshape(n, h * w, c), 1
+    return x.reshape(n, c, h * w), 2
+
+
+def _weight_rows(weight: Tensor, dim: int) -> Tensor:
+    """The (C, H, W) kernel laid out as the map's rows: (C, HW) beside (N, C, HW), (HW, C) beside (N, HW, C)."""
+    c = weight.shape[0]
+    # contiguous (a small copy): products with it take its layout, which must be the map's
+    return weight.reshape(c, -1) if dim == 2 else weight.reshape(c, -1).t().contiguous()
+
+
+class _GlobalDot(torch.autograd.Function):
+    """z_nc = Σ_hw x_nchw · w_chw, each pass in x's own memory order.
+
+    A multiply and a reduction over the map's rows (:func:`spatial_rows`), forward and for the
+    kernel's gradient; the input gradient ``g_nc · w_chw`` is written in x's layout. The einsum
+    this replaces ran as batched matrix products over a permuted copy of x, and autograd's
+    backward of it handed back a (C, N)-permuted input gradient that the block's BatchNorm
+    backward then read strided (benchmarks/RESULTS.md has the profile).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        rows, dim = spatial_rows(x)
         ctx.save_for_backward(x, weight)
-        return torch.einsum("nchw,chw->nc", x, weight)
+        return torch.linalg.vecdot(rows, _weight_rows(weight, dim).to(rows.dtype), dim=dim)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        # under autocast the forward's einsum ran in the autocast dtype, this backward runs outside it:
-        # the gradient comes back in that dtype while x may be float32
+        # under autocast a float32 map can meet a bf16 gradient (this backward runs outside autocast)
         grad = grad.to(x.dtype)
-        # contiguous(): inductor would otherwise pick the permuted layout again when compiled
-        grad_x = (grad[:, :, None, None] * weight).contiguous() if ctx.needs_input_grad[0] else None
-        grad_weight = torch.einsum("nc,nchw->chw", grad, x) if ctx.needs_input_grad[1] else None
+        rows, dim = spatial_rows(x)
+        n, c, h, w = x.shape
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_rows = grad.unsqueeze(dim) * _weight_rows(weight, dim).to(x.dtype)  # a fresh, contiguous tensor
+            grad_x = grad_rows.view(n, c, h, w) if dim == 2 else grad_rows.view(n, h, w, c).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            grad_rows = (grad.unsqueeze(dim) * rows).sum(0)
+            grad_weight = (grad_rows if dim == 2 else grad_rows.t()).reshape(weight.shape).to(weight.dtype)
         return grad_x, grad_weight
 
 
