@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -106,6 +107,31 @@ def test_compiled_kernels_equal_the_eager_definitions(randomize) -> None:
                 if tolerance is not None:
                     assert max(diffs) < tolerance, report[-1]
     print("\n".join(report))  # the float32 differences, reported beside the float64 check
+
+
+def test_compiled_kernels_equal_the_eager_ones_under_bf16_autocast(randomize) -> None:
+    """SRM's and SE's block ends as GPUs train them (bf16 autocast, channels_last, the block's BN run
+    first): the bf16 input gradient's kernel and SE's means-only statistics, compiled against eager."""
+    torch.manual_seed(0)
+    z = (torch.randn(4, C, 8, 8) + 3).bfloat16().contiguous(memory_format=torch.channels_last)
+    shortcut = torch.randn(4, C, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(4, C, 8, 8).bfloat16()
+    for name in ("srm", "se"):
+        gate = _randomized(create_recalibration(name, C), randomize)
+        results = []
+        for compiled in (False, True):
+            x = z.clone().requires_grad_()
+            with warnings.catch_warnings(record=True) as caught, compiled_kernels(compiled):
+                warnings.simplefilter("always")
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    y = block_end(x, gate=gate, shortcut=shortcut, relu=True)
+                gate.zero_grad(set_to_none=True)
+                y.backward(upstream)
+            assert not [w for w in caught if "recal: compiling" in str(w.message)]  # no eager fallback
+            results.append([y, x.grad, *(p.grad for p in gate.parameters())])
+        for eager, fast in zip(*results):
+            assert eager.dtype == fast.dtype
+            assert relative_difference(fast.float(), eager.float()) < 2e-2, name
 
 
 @pytest.mark.parametrize("name", list(MODULES))
