@@ -20,7 +20,9 @@ def statistics_dtype(x: Tensor) -> torch.dtype:
 
 
 def mean_var(flat: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """Mean and unbiased variance over the last dim of (N, C, L), in ``dtype`` (default: flat's); the variance of one value is 0.
+    """Mean and unbiased variance over the last dim of (N, C, L), in ``dtype`` (default: flat's).
+
+    The variance of one value is 0.
 
     Shifted sums: Σd and Σd² of d = x − x₀, with x₀ each row's first value, give
     mean = x₀ + Σd/L and var = (Σd² − (Σd)²/L) / (L − 1) in one pass. The shift
