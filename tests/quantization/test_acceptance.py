@@ -27,6 +27,20 @@ EPOCHS = "3"  # measured: 2 epochs leave the plain network at 79 %; 3 (cosine ov
 # sensitive one: 94.7 % with its gate int8 (95.0 % per-tensor), 93.1 % after qat, 99.7 % with its gate
 # float; the bounds leave a few images
 PTQ_AGREEMENT, QAT_AGREEMENT = 0.92, 0.90
+# GE with its gate in int8 depends on the trained weights more than on anything the flow does: over
+# eight 3-epoch fits of ge_cifar_resnet20 (seeds 0-3, before and after a change of its gather's
+# summation order) int8_gates / per_tensor agreed on 69-94 % of the images, qat on 91-98 %, while
+# float_gates stayed at 99.7-100 %; its int8-gate bounds are below that spread (a broken conversion
+# agrees on ~10 %)
+GE_INT8_GATE_AGREEMENT, GE_QAT_AGREEMENT = 0.60, 0.85
+
+
+def agreement_bound(model: str, variant: str) -> float:
+    if model.startswith("ge_") and variant in ("int8_gates", "per_tensor"):
+        return GE_INT8_GATE_AGREEMENT
+    if variant == "qat":
+        return GE_QAT_AGREEMENT if model.startswith("ge_") else QAT_AGREEMENT
+    return PTQ_AGREEMENT
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +90,7 @@ def test_int8_follows_fp32_on_trained_networks(study) -> None:
     applicable = [r for r in rows if r["int8_acc1"]]
     assert len(applicable) == len(rows) - (len(NETWORKS) - 1)  # float_style only where there is SRM
     for r in applicable:
-        bound = QAT_AGREEMENT if r["variant"] == "qat" else PTQ_AGREEMENT
+        bound = agreement_bound(r["model"], r["variant"])
         assert float(r["agreement"]) >= bound, (r["model"], r["variant"], r["agreement"])
         drop = float(r["fp32_acc1"]) - float(r["int8_acc1"])
         assert math.isclose(float(r["drop_acc1"]), drop, abs_tol=1e-9)
