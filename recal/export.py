@@ -29,11 +29,8 @@ from recal.errors import InvalidOptionError
 def build_parser() -> CommandParser:
     """The command line of ``python -m recal.export``."""
     parser = CommandParser(prog="python -m recal.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=str, help="a .ckpt file or a run folder")
+    parser.add_checkpoint_arguments("a .ckpt file or a run folder", many=False)
     parser.add_argument("--format", type=Literal["onnx"], default="onnx", help="what to write")
-    parser.add_argument("--config", type=Optional[str], default=None,
-                        help="the run's config, as for cli.py (default: the run's config.yaml)")
-    parser.add_argument("--which", type=Literal["best", "last"], default="best", help="checkpoint of a run folder")
     parser.add_argument("--input_size", type=Optional[int], default=None,
                         help="image side (default: the backbone's input_size, else the datamodule's, else 32 / 224)")
     parser.add_argument("--check_batch_sizes", type=list[int], default=list(BATCH_SIZES),

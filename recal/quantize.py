@@ -25,10 +25,7 @@ from recal.quantization.variants import VARIANTS
 def build_parser() -> CommandParser:
     """The command line of ``python -m recal.quantize``."""
     parser = CommandParser(prog="python -m recal.quantize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", type=str, help="classification checkpoints or run folders")
-    parser.add_argument("--config", type=Optional[str], default=None,
-                        help="the runs' config, as for cli.py (default: config.yaml of each run)")
-    parser.add_argument("--which", type=Literal["best", "last"], default="best", help="checkpoint of a run folder")
+    parser.add_checkpoint_arguments("classification checkpoints or run folders")
     parser.add_argument("--variants", type=list[str], default=list(VARIANTS),
                         help=f"which variants to run, of {list(VARIANTS)} (default: all)")
     parser.add_argument("--calibration_batches", type=int, default=8, help="training batches that calibrate int8")

@@ -16,7 +16,7 @@ channel gate, are reported there as not applicable.
 from __future__ import annotations
 
 import sys
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 from recal.analysis.gates import gate_statistics
 from recal.commands.parser import CommandParser, finish_in_folder, parse_command
@@ -25,10 +25,7 @@ from recal.commands.parser import CommandParser, finish_in_folder, parse_command
 def build_parser() -> CommandParser:
     """The command line of ``python -m recal.commands.gates``."""
     parser = CommandParser(prog="python -m recal.commands.gates", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", type=str, help="checkpoints or run folders")
-    parser.add_argument("--config", type=Optional[str], default=None,
-                        help="the runs' config, as for cli.py (default: config.yaml of each run)")
-    parser.add_argument("--which", type=Literal["best", "last"], default="best", help="checkpoint of a run folder")
+    parser.add_checkpoint_arguments("checkpoints or run folders")
     parser.add_argument("--limit_batches", type=Optional[int], default=None, help="use only the first N validation batches")
     parser.add_argument("--device", type=str, default="auto", help="auto (cuda when available), cpu, cuda, …")
     parser.add_argument("--out", type=Optional[str], default=None, help="output folder (default runs/gates/<timestamp>)")

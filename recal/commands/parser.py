@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Literal, NoReturn, Optional, Sequence
 
 from jsonargparse import ArgumentParser
 
@@ -35,6 +35,17 @@ class CommandParser(ArgumentParser):
             return super().error(message, ex)
         sys.stderr.write(f"error: {self._as_option(summarize(message))}\n(run `{self.prog} --help` for the options)\n")
         sys.exit(2)
+
+    def add_checkpoint_arguments(self, help: str, many: bool = True) -> None:
+        """The arguments of every command that reads trained runs: the checkpoint(s), ``--config``, ``--which``."""
+        if many:
+            self.add_argument("checkpoints", nargs="+", type=str, help=help)
+        else:
+            self.add_argument("checkpoint", type=str, help=help)
+        runs = "the runs' config, as for cli.py (default: config.yaml of each run)" if many else \
+            "the run's config, as for cli.py (default: the run's config.yaml)"
+        self.add_argument("--config", type=Optional[str], default=None, help=runs)
+        self.add_argument("--which", type=Literal["best", "last"], default="best", help="checkpoint of a run folder")
 
     def _as_option(self, summary: str) -> str:
         """The summary with option names spelled as typed: ``--input_size: …``; positionals unchanged."""

@@ -15,7 +15,7 @@ checkpoint, method, seed and fraction), ``mean_gates.csv`` (the ranking) and
 from __future__ import annotations
 
 import sys
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 from recal.analysis.pruning import FRACTIONS, prune
 from recal.commands.parser import CommandParser, finish_in_folder, parse_command
@@ -24,10 +24,7 @@ from recal.commands.parser import CommandParser, finish_in_folder, parse_command
 def build_parser() -> CommandParser:
     """The command line of ``python -m recal.commands.pruning``."""
     parser = CommandParser(prog="python -m recal.commands.pruning", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", type=str, help="checkpoints or run folders (e.g. an SE and an SRM run)")
-    parser.add_argument("--config", type=Optional[str], default=None,
-                        help="the runs' config, as for cli.py (default: config.yaml of each run)")
-    parser.add_argument("--which", type=Literal["best", "last"], default="best", help="checkpoint of a run folder")
+    parser.add_checkpoint_arguments("checkpoints or run folders (e.g. an SE and an SRM run)")
     parser.add_argument("--fractions", type=list[float], default=list(FRACTIONS),
                         help="fractions of each block's channels to prune")
     parser.add_argument("--seeds", type=list[int], default=[0, 1, 2], help="seeds of the random-pruning baseline")
