@@ -41,13 +41,12 @@ from typing import Callable
 import torch
 import torchvision
 
-from benchmarks.bench_nodes import (GATE_NODES, NETWORK_NODES, block_end_step, network_node_times, node_speedup,
-                                     stage_shapes, with_nodes)
+from benchmarks.bench_nodes import (GATE_NODES, NETWORK_NODES, block_node_times, network_node_times, node_speedup,
+                                     stage_shapes)
 from benchmarks.steps import inference_step, train_step
 from benchmarks.timing import Setting, add_setting_options, apply_setting, interleaved_times, using
 from recal.layers.kernels import fused_paths, set_kernels
 from recal.layers.kernels.dispatch import compile_available
-from recal.layers.kernels.fused_paths import PATHS
 from recal.models import create_model, fuse, resnet_from_torchvision
 from recal.models.recalibrate import recalibrate
 
@@ -247,12 +246,11 @@ def nodes_section(suite: Suite) -> None:
         suite.table.add(section, f"the table lists no node for {device}", note="the rows time the nodes switched on")
     for gate_name, path in GATE_NODES.items():
         for channels, size in stage_shapes(suite.args.tiny):
-            step = block_end_step(gate_name, suite.batch, channels, size, suite.setting)
-            times = suite.timed({"fused": with_nodes(PATHS, step, device),
-                                 "plain": with_nodes(set(PATHS) - {path}, step, device)})
-            ratio = statistics.median(p / f for f, p in zip(times["fused"], times["plain"]))
+            times = block_node_times(gate_name, path, suite.batch, channels, size, suite.setting, suite.args.repeats,
+                                     suite.args.warmup)
+            ratio = node_speedup(times, path)
             suite.table.add(section, f"{gate_name} block end {suite.batch}×{channels}×{size}², {path}",
-                            1e3 * statistics.median(times["fused"]), "ms fused", ratio, "plain composition",
+                            1e3 * statistics.median(times["all nodes"]), "ms fused", ratio, "plain composition",
                             note="fused faster" if ratio > 1 else "plain faster")
         suite.release()
     verdict: dict[str, list[float]] = {}
